@@ -1,0 +1,43 @@
+"""The one tokenizer protocol: fit / encode / decode / save / load.
+
+Every item tokenizer (FusID, MusicRec, TIGER/LETTER RQ-VAE, RQ-KMeans, precomputed, random)
+maps item indices to fixed-length code tuples, so any tokenizer feeds any generative model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from semid.data.types import Catalog, Interactions
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Item -> code tuple.
+
+    After ``fit``:
+      codes_:          int64 [n_items, L]  unique per item (collisions resolved by the tokenizer)
+      codebook_sizes_: list[int] of length L, the vocabulary size of each position
+    """
+
+    name: str
+    codes_: np.ndarray
+    codebook_sizes_: list[int]
+
+    def fit(self, catalog: Catalog, train: Interactions | None = None) -> Tokenizer: ...
+
+    def encode(self, items: np.ndarray) -> np.ndarray:
+        """int item indices [N] -> int64 codes [N, L]."""
+        ...
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """int64 codes [N, L] -> item indices [N] (-1 where a tuple names no item)."""
+        ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer: ...
