@@ -1,0 +1,77 @@
+"""Identifier quality (conflicts, codebook use) and deterministic collision resolution.
+
+Every tokenizer reports on its *raw* codes (before any disambiguation), so the conflict rate
+is the quantizer's own, as FusID and TIGER report it, and then resolves collisions the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _row_keys(codes: np.ndarray) -> np.ndarray:
+    """int64 [N, L] -> one hashable key per row (structured view), for grouping equal tuples."""
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    return codes.view(np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))).ravel()
+
+
+def conflict_mask(codes: np.ndarray) -> np.ndarray:
+    """bool [N]: True where an item's full code tuple is shared with at least one other item."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=bool)
+    _, inverse, counts = np.unique(_row_keys(codes), return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()] > 1
+
+
+def resolve_collisions(codes: np.ndarray, *, always_append: bool = False) -> tuple[np.ndarray, int]:
+    """Make code tuples unique by appending a disambiguation digit (TIGER's scheme).
+
+    codes: int64 [N, L]. Items sharing a tuple get digits 0, 1, 2, ... in item-index order, so the
+    result is deterministic. When no tuple collides the codes are returned unchanged (L columns)
+    unless ``always_append`` (then the digit is 0 for everyone and the width is fixed at L+1).
+    Returns (unique codes [N, L] or [N, L+1], number of items that shared a tuple).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    collided = conflict_mask(codes)
+    n_collided = int(collided.sum())
+    if n_collided == 0 and not always_append:
+        return codes.copy(), 0
+    keys = _row_keys(codes)
+    digit = np.zeros(len(codes), dtype=np.int64)
+    # Stable sort by key keeps item-index order inside each group: digit = rank within group.
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    digit[order] = np.arange(len(order)) - group_start
+    return np.concatenate([codes, digit[:, None]], axis=1), n_collided
+
+
+def id_report(codes_raw: np.ndarray, codebook_sizes: list[int] | int) -> dict:
+    """Quality of raw (pre-resolution) identifiers.
+
+    conflict_rate: fraction of items whose full code is shared with another item.
+    codebook_utilization: per position, fraction of that position's K codes used by some item.
+    entropy: per position, Shannon entropy (bits) of code usage, and its max log2(K).
+    """
+    codes_raw = np.asarray(codes_raw, dtype=np.int64)
+    n, L = codes_raw.shape
+    sizes = [codebook_sizes] * L if isinstance(codebook_sizes, int) else list(codebook_sizes)
+    util, ent = [], []
+    for pos in range(L):
+        counts = np.bincount(codes_raw[:, pos], minlength=sizes[pos]).astype(np.float64)
+        util.append(float((counts > 0).sum() / sizes[pos]))
+        p = counts[counts > 0] / max(n, 1)
+        ent.append(float(-(p * np.log2(p)).sum()))
+    mask = conflict_mask(codes_raw)
+    return {
+        "conflict_rate": float(mask.mean()) if n else 0.0,
+        "n_conflicting_items": int(mask.sum()),
+        "n_unique_codes": int(len(np.unique(_row_keys(codes_raw)))) if n else 0,
+        "codebook_utilization": util,
+        "entropy_bits": ent,
+        "max_entropy_bits": [float(np.log2(s)) for s in sizes],
+        "n_items": int(n),
+        "n_levels": int(L),
+        "codebook_size": sizes[0] if len(set(sizes)) == 1 else sizes,
+    }

@@ -1,0 +1,229 @@
+"""The one training loop: AdamW, warmup + cosine, clipping, bf16 on CUDA, early stopping, exact resume.
+
+Exact resume works because every epoch re-seeds its own randomness from (seed, epoch): the batch
+order comes from ``batches(epoch, rng)`` with ``rng = default_rng([seed, epoch])`` and torch's
+generator (dropout) is seeded with ``seed * 1_000_003 + epoch``. A run stopped after epoch e and
+resumed from its checkpoint therefore replays epochs e+1.. exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from semid.device import pick_device
+from semid.errors import CheckpointError
+from semid.io import atomic_write, write_json
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every model semid trains."""
+
+    epochs: int = 20  # maximum number of passes over the training examples
+    batch_size: int = 256  # examples per optimisation step (used by the caller's batch builder)
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 100  # linear warmup steps before the cosine decay
+    min_lr_ratio: float = 0.05  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global grad norm (0 disables)
+    patience: int = 5  # evaluations without improvement before early stopping (0 disables)
+    eval_every: int = 1  # validate every this many epochs
+    metric: str = "NDCG@10"  # validation metric to maximise for early stopping / best weights
+    seed: int = 0  # makes data order, init and dropout reproducible
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
+    bf16: bool = True  # bf16 autocast (CUDA only; ignored on CPU)
+    compile: bool = False  # torch.compile the model (CUDA only)
+    progress: bool = True  # show rich progress bars
+
+
+@dataclass
+class TrainResult:
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    epochs_run: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def _lr_lambda(warmup: int, total: int, floor: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+class Trainer:
+    """Runs ``loss_fn(model, batch)`` over ``batches(epoch, rng)`` with checkpoints in ``run_dir/ckpt``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.resume = resume
+        self.device = pick_device(cfg.device)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return self.run_dir / "ckpt" if self.run_dir is not None else None
+
+    def _save(self, model: nn.Module, opt, sched, state: dict, best_state: dict | None) -> None:
+        from safetensors.torch import save_model
+
+        final = self.ckpt_dir
+        tmp = final.with_name("ckpt.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+        if best_state is not None:
+            torch.save(best_state, tmp / "best.pt")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
+        # Swap directories so a crash leaves either the old or the new checkpoint, never a mix.
+        old = final.with_name("ckpt.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load(self, model: nn.Module, opt, sched) -> tuple[dict, dict | None]:
+        from safetensors.torch import load_model
+
+        d = self.ckpt_dir
+        try:
+            state = json.loads((d / "state.json").read_text())
+            missing, unexpected = load_model(model, str(d / "model.safetensors"), device=str(self.device))
+            if unexpected:
+                raise ValueError(f"unexpected tensors {unexpected[:3]}")
+            optim = torch.load(d / "optim.pt", map_location=self.device, weights_only=False)
+            opt.load_state_dict(optim["optimizer"])
+            sched.load_state_dict(optim["scheduler"])
+            best = torch.load(d / "best.pt", map_location="cpu", weights_only=False) if (d / "best.pt").exists() else None
+        except FileNotFoundError as e:
+            raise CheckpointError(f"checkpoint in {d} is incomplete: {e.filename} missing") from None
+        except Exception as e:
+            raise CheckpointError(f"checkpoint in {d} is corrupt or from another model: {e}") from None
+        return state, best
+
+    # ------------------------------------------------------------------ main loop
+    def fit(
+        self,
+        model: nn.Module,
+        batches: Callable[[int, np.random.Generator], Iterable[dict]],
+        loss_fn: Callable[[nn.Module, dict], torch.Tensor],
+        validate: Callable[[nn.Module], dict] | None = None,
+        *,
+        steps_per_epoch: int | None = None,
+    ) -> TrainResult:
+        cfg = self.cfg
+        seed_everything(cfg.seed)
+        model.to(self.device)
+        if steps_per_epoch is None:
+            try:
+                steps_per_epoch = len(batches(0, np.random.default_rng([cfg.seed, 0])))  # type: ignore[arg-type]
+            except TypeError:
+                steps_per_epoch = 1000
+        total = max(1, steps_per_epoch * cfg.epochs)
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in n.lower() or n.endswith(".bias") else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.98),
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, total, cfg.min_lr_ratio))
+        res = TrainResult()
+        best_state: dict | None = None
+        bad_evals, start_epoch = 0, 0
+        if self.resume and self.ckpt_dir is not None and (self.ckpt_dir / "state.json").exists():
+            state, best_state = self._load(model, opt, sched)
+            start_epoch = state["epoch"] + 1
+            bad_evals = state["bad_evals"]
+            res = TrainResult(
+                best_metric=state["best_metric"], best_epoch=state["best_epoch"], history=state["history"],
+                epochs_run=start_epoch, stopped_early=state.get("stopped_early", False),
+            )
+            if res.stopped_early:
+                start_epoch = cfg.epochs
+
+        use_cuda = self.device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.bf16)
+        fwd_model = torch.compile(model) if (cfg.compile and use_cuda) else model
+
+        from semid.progress import progress_bar
+
+        for epoch in range(start_epoch, cfg.epochs):
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            rng = np.random.default_rng([cfg.seed, epoch])
+            model.train()
+            t0, loss_sum, n_steps = time.perf_counter(), 0.0, 0
+            with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, enabled=cfg.progress) as tick:
+                for batch in batches(epoch, rng):
+                    batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                    with autocast:
+                        loss = loss_fn(fwd_model, batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step {n_steps}; lower train.lr")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    loss_sum += float(loss.detach())
+                    n_steps += 1
+                    tick(loss=loss_sum / n_steps)
+            entry = {"epoch": epoch, "train_loss": loss_sum / max(1, n_steps), "steps": n_steps,
+                     "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+            if validate is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                model.eval()
+                with torch.no_grad(), autocast:
+                    metrics = validate(model)
+                model.train()
+                entry["valid"] = metrics
+                value = float(metrics[cfg.metric])
+                if value > res.best_metric:
+                    res.best_metric, res.best_epoch, bad_evals = value, epoch, 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_evals += 1
+            res.history.append(entry)
+            res.epochs_run = epoch + 1
+            if self.run_dir is not None:
+                line = json.dumps(entry)
+                log = self.run_dir / "train_log.jsonl"
+                prev = log.read_text() if log.exists() else ""
+                atomic_write(log, lambda p, s=prev + line + "\n": p.write_text(s))
+            stop = cfg.patience > 0 and bad_evals >= cfg.patience
+            res.stopped_early = stop
+            if self.ckpt_dir is not None:
+                state = {"epoch": epoch, "bad_evals": bad_evals, "best_metric": res.best_metric,
+                         "best_epoch": res.best_epoch, "history": res.history, "stopped_early": stop}
+                self._save(model, opt, sched, state, best_state)
+            if stop:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        if self.run_dir is not None:
+            write_json(self.run_dir / "train_result.json", res.__dict__)
+        return res

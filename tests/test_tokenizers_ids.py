@@ -1,0 +1,61 @@
+"""Collision resolution and the ID report, checked against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semid.tokenizers.base import BaseTokenizer
+from semid.tokenizers.ids import conflict_mask, id_report, resolve_collisions
+from semid.errors import CheckpointError
+
+
+def test_resolve_collisions_appends_digit_in_item_order():
+    codes = np.array([[1, 2], [0, 0], [1, 2], [3, 3], [1, 2]])
+    out, n = resolve_collisions(codes)
+    assert n == 3
+    assert out[:, -1].tolist() == [0, 0, 1, 0, 2]
+    assert len({tuple(r) for r in out.tolist()}) == len(codes)
+
+
+def test_no_collision_keeps_width_unless_asked():
+    codes = np.array([[0, 1], [1, 0]])
+    out, n = resolve_collisions(codes)
+    assert n == 0 and out.shape == (2, 2)
+    out2, _ = resolve_collisions(codes, always_append=True)
+    assert out2.shape == (2, 3) and (out2[:, -1] == 0).all()
+
+
+def test_id_report_by_hand():
+    # 4 items, K=4: position 0 uses codes {0,1} (2/4), position 1 uses {0,1,2} (3/4); items 0 and 2 collide.
+    codes = np.array([[0, 1], [1, 2], [0, 1], [1, 0]])
+    r = id_report(codes, 4)
+    assert r["conflict_rate"] == 0.5
+    assert r["codebook_utilization"] == [0.5, 0.75]
+    assert r["entropy_bits"][0] == pytest.approx(1.0)
+    assert r["entropy_bits"][1] == pytest.approx(1.5)  # p = (1/4, 1/2, 1/4)
+    assert conflict_mask(codes).tolist() == [True, False, True, False]
+
+
+class _Fixed(BaseTokenizer):
+    name = "fixed"
+
+    def fit(self, codes):
+        self._finalize(codes, [4, 4])
+        return self
+
+
+def test_base_tokenizer_round_trip(tmp_path):
+    codes = np.array([[0, 1], [1, 2], [0, 1]])
+    tok = _Fixed().fit(codes)
+    assert tok.codes_.shape == (3, 3)
+    assert tok.decode(tok.encode(np.arange(3))).tolist() == [0, 1, 2]
+    assert tok.decode(np.array([[3, 3, 3]])).tolist() == [-1]
+    with pytest.raises(IndexError, match="unknown item"):
+        tok.encode(np.array([5]))
+    tok.save(tmp_path)
+    back = _Fixed.load(tmp_path)
+    assert (back.codes_ == tok.codes_).all() and back.report_["conflict_rate"] == pytest.approx(2 / 3)
+    (tmp_path / "ids" / "codes.npy").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="codes"):
+        _Fixed.load(tmp_path)
