@@ -8,7 +8,7 @@ from semid.errors import ConfigError
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """"auto" -> CUDA if available, else Apple MPS, else CPU. Explicit names are checked, not trusted."""
+    """ "auto" -> CUDA if available, else Apple MPS, else CPU. Explicit names are checked, not trusted."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -20,10 +20,14 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu, cuda, cuda:N or mps") from None
+        raise ConfigError(
+            f"device {name!r} is not a torch device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device=cpu or auto")
+            raise ConfigError(
+                f"device {name!r} requested but CUDA is not available; use --device=cpu or auto"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
     if dev.type == "mps":

@@ -51,7 +51,7 @@ class Catalog:
             if bad.any():
                 raise DataError(
                     f"embedding {name!r} has NaN/inf in {int(bad.sum())} rows (first item "
-                    f"{self.item_ids[np.flatnonzero(bad)[0]]!r}); fix the file or mark those rows missing"
+                    f"{str(self.item_ids[np.flatnonzero(bad)[0]])!r}); fix the file or mark those rows missing"
                 )
             emb[~mask] = 0.0
             self.embeddings[name] = emb
@@ -113,7 +113,9 @@ class Interactions:
         self.items = np.asarray(self.items, dtype=np.int64)
         self.user_ids = np.asarray(self.user_ids).astype(str)
         if self.offsets.ndim != 1 or len(self.offsets) != len(self.user_ids) + 1:
-            raise DataError(f"offsets has {len(self.offsets)} entries for {len(self.user_ids)} users; need U+1")
+            raise DataError(
+                f"offsets has {len(self.offsets)} entries for {len(self.user_ids)} users; need U+1"
+            )
         if self.offsets[0] != 0 or self.offsets[-1] != len(self.items) or (np.diff(self.offsets) < 0).any():
             raise DataError("offsets must start at 0, be non-decreasing and end at len(items)")
 
@@ -122,7 +124,11 @@ class Interactions:
         lens = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0, np.int64)
+        items = (
+            np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
+            if len(seqs)
+            else np.zeros(0, np.int64)
+        )
         if user_ids is None:
             user_ids = np.arange(len(seqs)).astype(str)
         return cls(offsets=offsets, items=items, user_ids=np.asarray(user_ids))

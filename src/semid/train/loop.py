@@ -44,6 +44,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast (CUDA only; ignored on CPU)
     compile: bool = False  # torch.compile the model (CUDA only)
     progress: bool = True  # show rich progress bars
+    resume: bool = False  # continue from run_dir/ckpt when it exists (exact: same result as uninterrupted)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.resume = resume
+        self.resume = resume or cfg.resume
         self.device = pick_device(cfg.device)
 
     # ------------------------------------------------------------------ checkpoints

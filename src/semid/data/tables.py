@@ -1,0 +1,379 @@
+"""Generic loader for interaction / item / embedding tables (parquet, CSV, JSONL), plus the helpers
+every other loader shares: checked file access and "external ids -> CSR Interactions".
+
+Conventions of ``load_table`` (documented choices):
+- users keep their first-appearance order; a user's interactions are stably sorted by timestamp when
+  the timestamp column exists, else kept in file order;
+- with an item table the catalog is the item table (its row order, every row, even items nobody
+  interacted with); interactions whose item is absent from it are dropped with a logged count, or
+  raise with ``strict=True``; without one, the catalog is the interacted items in first-appearance order;
+- sequences left empty are dropped with a logged count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from semid.data.types import Catalog, Dataset, Interactions
+from semid.errors import DataError
+
+log = logging.getLogger(__name__)
+
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json")
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def require_file(path: str | Path, what: str, fix: str = "") -> Path:
+    """Return ``path`` as a Path if it is an existing file, else raise DataError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        hint = f"; {fix}" if fix else ""
+        raise DataError(f"{path}: {what} not found{hint}")
+    return path
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {what} not found; check the path")
+    return path
+
+
+def read_json_file(path: Path) -> object:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
+
+
+def sequences_to_interactions(
+    seqs: Sequence[Sequence[int]], user_ids: Sequence[str], *, source: str
+) -> Interactions:
+    """CSR Interactions from per-user index lists; empty sequences are dropped with a logged count."""
+    keep = [i for i, s in enumerate(seqs) if len(s) > 0]
+    if len(keep) < len(seqs):
+        log.warning("%s: dropped %d empty sequences", source, len(seqs) - len(keep))
+    return Interactions.from_lists([seqs[i] for i in keep], user_ids=[str(user_ids[i]) for i in keep])
+
+
+def group_sequences(
+    user_codes: np.ndarray, item_codes: np.ndarray, order_key: np.ndarray | None, n_users: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group flat (user, item) rows into CSR per user code 0..n_users-1.
+
+    Within a user, rows are stably sorted by ``order_key`` (e.g. timestamp) or kept in input order.
+    Returns (offsets int64 [n_users + 1], items int64 [nnz]).
+    """
+    keys = (user_codes,) if order_key is None else (order_key, user_codes)
+    order = np.lexsort(keys)  # lexsort is stable: ties keep input order
+    items = item_codes[order].astype(np.int64)
+    counts = np.bincount(user_codes, minlength=n_users)
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, items
+
+
+def _first_appearance_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uniques in first-appearance order, code per value)."""
+    uniq, first, inv = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return uniq[order], rank[inv.reshape(-1)]
+
+
+# ----------------------------------------------------------------------------- reading tables
+def _read_jsonl(path: Path) -> pa.Table:
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(path)
+    except pa.ArrowInvalid:
+        pass  # re-scan line by line to name the bad line
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}: line {lineno} is not valid JSON ({e.msg}); each line must be one JSON object"
+                ) from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {lineno} is a {type(obj).__name__}, expected a JSON object")
+            rows.append(obj)
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DataError(f"{path}: rows have inconsistent column types ({e})") from None
+
+
+def read_table(path: str | Path, *, string_columns: Iterable[str] = (), what: str = "table") -> pa.Table:
+    """Read a parquet / CSV / TSV / JSONL file into a pyarrow Table.
+
+    ``string_columns`` are read as strings in CSV (so ids like "007" keep their leading zeros).
+    """
+    path = require_file(path, what, "pass the path of an existing .parquet, .csv or .jsonl file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if suffix in (".csv", ".tsv"):
+            import pyarrow.csv as pc
+
+            return pc.read_csv(
+                path,
+                parse_options=pc.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
+                convert_options=pc.ConvertOptions(column_types={c: pa.string() for c in string_columns}),
+            )
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return _read_jsonl(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: cannot read {what} ({e})") from None
+    raise DataError(f"{path}: unsupported {what} format {suffix!r}; use .parquet, .csv, .tsv or .jsonl")
+
+
+def _column(table: pa.Table, name: str, path: Path, role: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise DataError(
+            f"{path}: no column {name!r} ({role}); columns are {table.column_names}. "
+            f"Pass the right name (e.g. {role}={table.column_names[0]!r})"
+        )
+    return table.column(name)
+
+
+def _ids(col: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
+    if col.null_count:
+        raise DataError(f"{path}: column {name!r} has {col.null_count} empty ids; every row needs one")
+    return np.asarray([str(v) for v in col.to_pylist()], dtype=object).astype(str)
+
+
+def _is_float_list(t: pa.DataType) -> bool:
+    return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and (
+        pa.types.is_floating(t.value_type)
+    )
+
+
+def _to_field(values: list) -> list:
+    """Arrow column values -> catalog field entries (str, list[str] or None)."""
+    out: list = []
+    for v in values:
+        if v is None:
+            out.append(None)
+        elif isinstance(v, (list, tuple)):
+            vals = [str(x).strip() for x in v if x is not None and str(x).strip()]
+            out.append(vals or None)
+        else:
+            s = str(v).strip()
+            out.append(s or None)
+    return out
+
+
+# ----------------------------------------------------------------------------- embeddings
+def read_embedding_file(
+    path: str | Path, ids: str | Path | Sequence[str] | None = None, *, id_col: str = "item", column=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read item embeddings -> (ids str [M], float32 [M, D]).
+
+    ``.npy`` needs ``ids``: a list, or a file with one id per line (``.txt``) or a JSON list (``.json``);
+    when None, ``<stem>.ids.txt`` / ``<stem>.ids.json`` beside the .npy are tried. Parquet / JSONL
+    need an id column (``id_col``) and one list<float> column (``column``, auto-detected when unique).
+    """
+    path = require_file(path, "embedding file")
+    if path.suffix == ".npy":
+        try:
+            mat = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise DataError(f"{path}: cannot read .npy ({e})") from None
+        if ids is None:
+            cands = [path.with_name(path.stem + s) for s in (".ids.txt", ".ids.json")]
+            found = [c for c in cands if c.is_file()]
+            if not found:
+                raise DataError(
+                    f"{path}: no item-id list for this .npy; write one id per row to {cands[0]} "
+                    "(one per line) or pass ids=..."
+                )
+            ids = found[0]
+        if isinstance(ids, (str, Path)):
+            ids_path = require_file(ids, "embedding id list")
+            if ids_path.suffix == ".json":
+                id_list = read_json_file(ids_path)
+                if not isinstance(id_list, list):
+                    raise DataError(f"{ids_path}: expected a JSON list of item ids")
+            else:
+                id_list = [
+                    ln.strip() for ln in ids_path.read_text(encoding="utf-8").splitlines() if ln.strip()
+                ]
+            src = ids_path
+        else:
+            id_list, src = list(ids), "ids"
+        id_arr = np.asarray([str(i) for i in id_list], dtype=object).astype(str)
+    else:
+        table = read_table(path, string_columns=[id_col], what="embedding table")
+        id_arr = _ids(_column(table, id_col, path, "id_col"), path, id_col)
+        if column is None:
+            cands = [f.name for f in table.schema if _is_float_list(f.type)]
+            if len(cands) != 1:
+                raise DataError(
+                    f"{path}: expected exactly one list<float> column, found {cands}; pass column=<name>"
+                )
+            column = cands[0]
+        col = _column(table, column, path, "column")
+        if col.null_count:
+            raise DataError(
+                f"{path}: column {column!r} has {col.null_count} missing vectors; drop those rows"
+            )
+        try:
+            mat = np.asarray(col.to_pylist(), dtype=np.float32)
+        except ValueError:
+            raise DataError(f"{path}: vectors in {column!r} have different lengths") from None
+        src = path
+    if mat.ndim != 2:
+        raise DataError(f"{path}: embeddings must be 2-D [items, dim], got shape {mat.shape}")
+    if mat.shape[0] != len(id_arr):
+        raise DataError(
+            f"{path}: {mat.shape[0]} embedding rows but {len(id_arr)} item ids in {src}; "
+            "they must match one to one"
+        )
+    bad = ~np.isfinite(mat).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{path}: NaN/inf in {int(bad.sum())} rows (first row {int(np.flatnonzero(bad)[0])}, "
+            f"item {str(id_arr[np.flatnonzero(bad)[0]])!r}); fix or drop those rows"
+        )
+    if len(set(id_arr.tolist())) != len(id_arr):
+        raise DataError(f"{src}: duplicate item ids in the embedding id list")
+    return id_arr, mat.astype(np.float32, copy=False)
+
+
+def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarray, *, source: str) -> None:
+    """Add ``mat`` rows to ``catalog.embeddings[name]`` aligned by item id; absent items get mask False."""
+    index = catalog.index_of()
+    rows = np.asarray([index.get(i, -1) for i in ids.tolist()], dtype=np.int64)
+    unknown = int((rows < 0).sum())
+    if unknown:
+        log.info("%s: ignored %d embedding rows for items not in the catalog", source, unknown)
+    full = np.zeros((catalog.n_items, mat.shape[1]), dtype=np.float32)
+    mask = np.zeros(catalog.n_items, dtype=bool)
+    full[rows[rows >= 0]] = mat[rows >= 0]
+    mask[rows[rows >= 0]] = True
+    catalog.embeddings[name] = full
+    catalog.masks[name] = mask
+
+
+# ----------------------------------------------------------------------------- the table loader
+def _item_catalog(items: str | Path, id_col: str) -> Catalog:
+    path = Path(items)
+    table = read_table(path, string_columns=[id_col], what="item table")
+    ids = _ids(_column(table, id_col, path, "item_id_col"), path, id_col)
+    if len(set(ids.tolist())) != len(ids):
+        raise DataError(f"{path}: column {id_col!r} has duplicate item ids; one row per item")
+    fields: dict[str, list] = {}
+    embs: dict[str, np.ndarray] = {}
+    for f in table.schema:
+        if f.name == id_col:
+            continue
+        col = table.column(f.name)
+        if _is_float_list(f.type):  # a vector column is an embedding modality, not text
+            if col.null_count:
+                raise DataError(f"{path}: embedding column {f.name!r} has {col.null_count} missing rows")
+            embs[f.name] = np.asarray(col.to_pylist(), dtype=np.float32)
+        else:
+            fields[f.name] = _to_field(col.to_pylist())
+    cat = Catalog(item_ids=ids, fields=fields)
+    for name, mat in embs.items():
+        attach_embedding(cat, name, ids, mat, source=str(path))
+    return cat
+
+
+def load_table(
+    interactions: str | Path,
+    items: str | Path | None = None,
+    embeddings: str | Path | Mapping[str, str | Path | tuple] | None = None,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: str | None = "timestamp",
+    item_id_col: str | None = None,
+    strict: bool = False,
+    name: str | None = None,
+) -> Dataset:
+    """Load a Dataset from generic tables.
+
+    interactions: parquet/CSV/JSONL with ``user_col``, ``item_col`` and optionally ``time_col``.
+    items:        optional item table: ``item_id_col`` (default ``item_col``) + any text / list columns
+                  (-> ``catalog.fields``) and list<float> columns (-> ``catalog.embeddings``).
+    embeddings:   a path, or {name: path | (npy_path, ids_path)}; see ``read_embedding_file``.
+                  A bare path is named by its stem.
+    strict:       raise instead of dropping interactions whose item is absent from the item table.
+    """
+    ipath = Path(interactions)
+    table = read_table(ipath, string_columns=[user_col, item_col], what="interaction table")
+    users = _ids(_column(table, user_col, ipath, "user_col"), ipath, user_col)
+    item_vals = _ids(_column(table, item_col, ipath, "item_col"), ipath, item_col)
+    ts = None
+    if time_col is not None and time_col != "timestamp":  # an explicitly named column must exist
+        _column(table, time_col, ipath, "time_col")
+    if time_col is not None and time_col in table.column_names:
+        col = table.column(time_col)
+        if col.null_count:
+            raise DataError(f"{ipath}: column {time_col!r} has {col.null_count} empty timestamps")
+        try:
+            ts = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            # ISO dates etc.: strings sort chronologically when zero-padded
+            ts = np.asarray(col.cast(pa.string()).to_pylist(), dtype=str)
+
+    if items is not None:
+        catalog = _item_catalog(items, item_id_col or item_col)
+        index = catalog.index_of()
+        codes = np.asarray([index.get(i, -1) for i in item_vals.tolist()], dtype=np.int64)
+        missing = codes < 0
+        if missing.any():
+            n_missing = int(missing.sum())
+            examples = sorted(set(item_vals[missing].tolist()))[:5]
+            msg = (
+                f"{ipath}: {n_missing} interactions ({len(set(item_vals[missing].tolist()))} distinct items, "
+                f"e.g. {examples}) reference items absent from the item table {items}"
+            )
+            if strict:
+                raise DataError(msg + "; add them to the item table or pass strict=False to drop them")
+            log.warning("%s; dropped them", msg)
+            users, codes = users[~missing], codes[~missing]
+            ts = None if ts is None else ts[~missing]
+    else:
+        uniq, codes = _first_appearance_codes(item_vals)
+        catalog = Catalog(item_ids=uniq)
+
+    user_uniq, user_codes = (
+        _first_appearance_codes(users) if len(users) else (np.zeros(0, str), np.zeros(0, np.int64))
+    )
+    offsets, seq_items = group_sequences(user_codes, codes, ts, len(user_uniq))
+    seqs = [seq_items[offsets[u] : offsets[u + 1]] for u in range(len(user_uniq))]
+    # users whose every interaction was dropped vanish from user_uniq only if we recount them
+    orig_users = set(_ids(table.column(user_col), ipath, user_col).tolist())
+    n_vanished = len(orig_users) - len(user_uniq)
+    if n_vanished:
+        log.warning("%s: dropped %d users whose sequences became empty", ipath, n_vanished)
+    inter = sequences_to_interactions(seqs, user_uniq, source=str(ipath))
+    if inter.n_users == 0:
+        raise DataError(f"{ipath}: no interactions left to load; check the file and the item table")
+
+    if embeddings is not None:
+        specs = {Path(embeddings).stem: embeddings} if isinstance(embeddings, (str, Path)) else embeddings
+        for ename, spec in specs.items():
+            epath, eids = spec if isinstance(spec, tuple) else (spec, None)
+            ids, mat = read_embedding_file(epath, eids, id_col=item_id_col or item_col)
+            attach_embedding(catalog, ename, ids, mat, source=str(epath))
+    return Dataset(name=name or ipath.stem, catalog=catalog, interactions=inter)

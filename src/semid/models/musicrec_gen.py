@@ -1,0 +1,339 @@
+"""MusicRec's multi-task generative recommender ("Recommendation Generation Tasks"): one T5 trained on a
+mix of task-prefixed seq2seq examples over two identifier spaces (text IDs, image IDs).
+
+Tasks (prefix token ``<task:NAME>`` first in the encoder input):
+  uni_text / uni_image  text (image) IDs of the history -> text (image) ID of the next item
+  mm_text / mm_image    interleaved [text ID; image ID] per history item -> next text (image) ID
+  t2i / i2t             an item's text ID -> its image ID, and back (explicit cross-modal alignment)
+Inference: constrained beam search (beam 20) in each modality's ID space, then ``merge_ranked``.
+TIGER / LETTER are the single-space case (one ``uni_text`` task).
+
+The T5 here is a minimal wrapper over ``transformers.T5ForConditionalGeneration`` with its own decode
+stepper (no KV cache: code IDs are <= 5 tokens, so the decoder is re-run on the short prefix); the
+constraint and beam come from ``semid.decoding`` (PrefixIndex + beam_search).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from semid.data.types import Catalog, EvalSet, Interactions
+from semid.decoding import PrefixIndex, beam_search
+from semid.errors import ConfigError
+from semid.models.protocol import pad_topk
+from semid.models.vocab import EOS, PAD, SemanticVocab
+from semid.tokenizers.presets import ALL_TASKS, I2T, MM_IMAGE, MM_TEXT, T2I, UNI_IMAGE, UNI_TEXT
+from semid.train.loop import TrainConfig, Trainer
+
+TASK_IO = {  # task -> (input kind, output space)
+    UNI_TEXT: ("text", "text"),
+    UNI_IMAGE: ("image", "image"),
+    MM_TEXT: ("mm", "text"),
+    MM_IMAGE: ("mm", "image"),
+    T2I: ("item_text", "image"),
+    I2T: ("item_image", "text"),
+}
+
+
+@dataclass(frozen=True)
+class MusicRecGenConfig:
+    tasks: tuple[str, ...] = (
+        ALL_TASKS  # generation tasks mixed in training (Table 3: w/o MMG, w/o MMA drop some)
+    )
+    inference: str = "uni"  # history encoding used to rank: "uni" (uni_* prompts) or "mm" (mm_* prompts)
+    max_history: int = 20  # most recent history items fed to the encoder
+    max_targets_per_user: int = 0  # next-item examples per training sequence, latest first (0 = every prefix)
+    d_model: int = 128  # T5 width (T5-small: 512)
+    d_ff: int = 512  # T5 feed-forward width
+    n_layers: int = 2  # encoder and decoder layers each
+    n_heads: int = 4  # attention heads
+    d_kv: int = 32  # per-head width
+    dropout: float = 0.1  # T5 dropout rate
+    beam: int = 20  # constrained beam width per modality (paper: 20)
+    valid_users: int = 1000  # validation users (random, fixed seed) for best-checkpoint selection (0 = all)
+    eval_batch_size: int = 128  # histories per beam-search call
+
+
+def merge_ranked(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-modality beams into one ranking.
+
+    lists: per modality (items int64 [B, W] with -1 padding, log-probs float [B, W]).
+    Rule: p = exp(log-prob); an item's score is the sum over modalities of its probability in that
+    modality's list, or that list's floor (its smallest probability) when the list does not contain it.
+    Sorted by score, ties by smaller item index. Returns ([B, k] items padded -1, [B, k] float32 scores).
+    """
+    B = lists[0][0].shape[0]
+    out_i, out_s = [], []
+    for b in range(B):
+        per: list[dict[int, float]] = []
+        for items, logp in lists:
+            ok = items[b] >= 0
+            per.append({int(i): float(np.exp(s)) for i, s in zip(items[b][ok], logp[b][ok], strict=True)})
+        floors = [min(d.values()) if d else 0.0 for d in per]
+        union = sorted(set().union(*per))
+        scores = {i: sum(d.get(i, f) for d, f in zip(per, floors, strict=True)) for i in union}
+        ranked = sorted(union, key=lambda i: (-scores[i], i))[:k]
+        out_i.append(np.asarray(ranked, dtype=np.int64))
+        out_s.append(np.asarray([scores[i] for i in ranked], dtype=np.float32))
+    return pad_topk(out_i, out_s, k)
+
+
+class _T5Step:
+    """semid.decoding.DecodeStep for a T5: encode once, re-run the decoder on the (short) code prefix."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def _logits(self, enc, mask, dec):
+        from transformers.modeling_outputs import BaseModelOutput
+
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+            attention_mask=mask,
+            decoder_input_ids=dec,
+            use_cache=False,
+        )
+        return out.logits[:, -1]
+
+    def start(self, batch):
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        enc = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, C)
+        dec = torch.full((len(ids), 1), PAD, dtype=torch.long)  # T5 starts decoding from <pad>
+        return self._logits(enc, mask, dec), (enc, mask, dec)
+
+    def advance(self, state, parent, tokens):
+        enc, mask, dec = state
+        enc, mask = enc.index_select(0, parent), mask.index_select(0, parent)
+        dec = torch.cat([dec.index_select(0, parent), tokens[:, None]], 1)
+        return self._logits(enc, mask, dec), (enc, mask, dec)
+
+
+class MusicRecGenerator:
+    """Recommender over one or two identifier spaces; see module docstring.
+
+    spaces: {"text": codes int64 [n_items, L]} and/or {"image": ...}, each unique per item.
+    """
+
+    name = "MusicRecGen"
+
+    def __init__(
+        self,
+        *,
+        spaces: dict[str, np.ndarray],
+        config: MusicRecGenConfig | None = None,
+        train: TrainConfig | None = None,
+        run_dir=None,
+    ):
+        self.config = config or MusicRecGenConfig()
+        self.train_config = train or TrainConfig()
+        self.run_dir = run_dir
+        bad = [t for t in self.config.tasks if t not in TASK_IO]
+        if bad:
+            raise ConfigError(f"MusicRecGenConfig.tasks: unknown {bad}; valid: {list(TASK_IO)}")
+        if not spaces or set(spaces) - {"text", "image"}:
+            raise ConfigError(f"spaces must be a non-empty subset of 'text', 'image'; got {sorted(spaces)}")
+        for t in self.config.tasks:
+            need = {TASK_IO[t][1]} | (
+                {"text", "image"} if TASK_IO[t][0] in ("mm", "item_text", "item_image") else {TASK_IO[t][0]}
+            )
+            if need - set(spaces):
+                raise ConfigError(f"task {t!r} needs ID spaces {sorted(need)}, have {sorted(spaces)}")
+        self.spaces = {k: np.asarray(v, dtype=np.int64) for k, v in spaces.items()}
+        self.vocab = SemanticVocab()
+        self.task_token = {t: self.vocab.add_special(f"task:{t}") for t in TASK_IO}
+        self.tokens: dict[str, np.ndarray] = {}
+        for name, codes in self.spaces.items():
+            sizes = [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
+            self.vocab.add_space(name, sizes)
+            self.tokens[name] = self.vocab.item_tokens(name, codes)  # (n_items, L)
+        self.index = {name: PrefixIndex.from_codes(tok) for name, tok in self.tokens.items()}
+        self.n_items_ = len(next(iter(self.spaces.values())))
+        self.model_: nn.Module | None = None
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, *, tasks: tuple[str, ...], **kw) -> MusicRecGenerator:
+        """Two spaces from a MusicRec tokenizer (``text_codes_``, ``image_codes_``), else one from ``codes_``
+        named after the tasks (image when every task is image-side, as in "w/o T-Sem")."""
+        if hasattr(tokenizer, "image_codes_"):
+            spaces = {"text": tokenizer.text_codes_, "image": tokenizer.image_codes_}
+        else:
+            side = (
+                "image"
+                if all(TASK_IO[t][1] == "image" and TASK_IO[t][0] == "image" for t in tasks)
+                else "text"
+            )
+            spaces = {side: tokenizer.codes_}
+        cfg = kw.pop("config", None) or MusicRecGenConfig()
+        from dataclasses import replace
+
+        return cls(spaces=spaces, config=replace(cfg, tasks=tuple(tasks)), **kw)
+
+    # ------------------------------------------------------------------ examples
+    def _source(self, kind: str, hist: np.ndarray) -> np.ndarray:
+        """Encoder tokens (without task / eos) for a history (or a single item for alignment tasks)."""
+        if kind in ("text", "image"):
+            return self.tokens[kind][hist].ravel()
+        if kind == "mm":  # interleaved: text ID then image ID of each item, chronological
+            return np.concatenate([self.tokens["text"][hist], self.tokens["image"][hist]], 1).ravel()
+        return self.tokens[kind.split("_")[1]][hist].ravel()  # item_text / item_image
+
+    def _encode_inputs(self, task: str, hists: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        kind = TASK_IO[task][0]
+        seqs = [
+            np.concatenate(
+                [[self.task_token[task]], self._source(kind, np.asarray(h, dtype=np.int64)), [EOS]]
+            )
+            for h in hists
+        ]
+        T = max(len(s) for s in seqs)
+        ids = np.full((len(seqs), T), PAD, dtype=np.int64)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = s
+        ids_t = torch.from_numpy(ids)
+        return {"input_ids": ids_t, "attention_mask": (ids_t != PAD).long()}
+
+    def _examples(self, train: Interactions) -> list[tuple[str, np.ndarray, int]]:
+        """(task, history or item, target item) for every task; next-item examples from every prefix."""
+        c, H = self.config, self.config.max_history
+        nxt: list[tuple[np.ndarray, int]] = []
+        for u in range(train.n_users):
+            s = train.seq(u)
+            ts = range(len(s) - 1, 0, -1)
+            if c.max_targets_per_user:
+                ts = list(ts)[: c.max_targets_per_user]
+            nxt += [(s[max(0, t - H) : t], int(s[t])) for t in ts]
+        out: list[tuple[str, np.ndarray, int]] = []
+        for task in c.tasks:
+            if TASK_IO[task][0] in ("item_text", "item_image"):
+                out += [(task, np.array([i]), i) for i in range(self.n_items_)]
+            else:
+                out += [(task, h, y) for h, y in nxt]
+        return out
+
+    def _batch(self, examples: list[tuple[str, np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        parts = []
+        for task in dict.fromkeys(e[0] for e in examples):
+            ex = [e for e in examples if e[0] == task]
+            enc = self._encode_inputs(task, [e[1] for e in ex])
+            lab = self.tokens[TASK_IO[task][1]][[e[2] for e in ex]]
+            parts.append((enc, torch.from_numpy(lab)))
+        T = max(p[0]["input_ids"].shape[1] for p in parts)
+        L = max(p[1].shape[1] for p in parts)
+
+        def pad(x, n, v):
+            return torch.nn.functional.pad(x, (0, n - x.shape[1]), value=v)
+
+        return {
+            "input_ids": torch.cat([pad(e["input_ids"], T, PAD) for e, _ in parts]),
+            "attention_mask": torch.cat([pad(e["attention_mask"], T, 0) for e, _ in parts]),
+            "labels": torch.cat([pad(lab, L, -100) for _, lab in parts]),
+        }
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        c = self.config
+        cfg = T5Config(
+            vocab_size=self.vocab.size,
+            d_model=c.d_model,
+            d_ff=c.d_ff,
+            d_kv=c.d_kv,
+            num_layers=c.n_layers,
+            num_decoder_layers=c.n_layers,
+            num_heads=c.n_heads,
+            dropout_rate=c.dropout,
+            feed_forward_proj="relu",
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+            decoder_start_token_id=PAD,
+        )
+        torch.manual_seed(self.train_config.seed)
+        return T5ForConditionalGeneration(cfg)
+
+    def fit(
+        self,
+        train: Interactions,
+        catalog: Catalog | None = None,
+        valid: EvalSet | None = None,
+    ) -> MusicRecGenerator:
+        if catalog is not None and catalog.n_items != self.n_items_:
+            raise ConfigError(
+                f"catalog has {catalog.n_items} items but the identifiers cover {self.n_items_}"
+            )
+        examples = self._examples(train)
+        bs = self.train_config.batch_size
+
+        class _Batches:
+            def __init__(s, epoch: int, rng: np.random.Generator):
+                s.order = rng.permutation(len(examples))
+
+            def __len__(s):
+                return -(-len(examples) // bs)
+
+            def __iter__(s):
+                for i in range(0, len(s.order), bs):
+                    yield self._batch([examples[j] for j in s.order[i : i + bs]])
+
+        def loss_fn(model, batch):
+            return model(**batch).loss
+
+        validate = None
+        if valid is not None:
+            from semid.eval.evaluator import evaluate
+
+            sub = _subset(valid, self.config.valid_users, self.train_config.seed)
+
+            def validate(model):
+                return evaluate(self, sub, ks=(5, 10), batch_size=self.config.eval_batch_size, progress=False)
+
+        self.model_ = self.build_model()
+        self.result_ = Trainer(self.train_config, run_dir=self.run_dir).fit(
+            self.model_, _Batches, loss_fn, validate
+        )
+        self.model_.eval()
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _infer_task(self, space: str) -> str:
+        uni, mm = (UNI_TEXT, MM_TEXT) if space == "text" else (UNI_IMAGE, MM_IMAGE)
+        first, second = (mm, uni) if self.config.inference == "mm" else (uni, mm)
+        return first if first in self.config.tasks else second
+
+    def rank_space(self, histories: list[np.ndarray], space: str) -> tuple[np.ndarray, np.ndarray]:
+        """Constrained beam search in one ID space: (items [B, beam], log-probs [B, beam])."""
+        hists = [np.asarray(h, dtype=np.int64)[-self.config.max_history :] for h in histories]
+        batch = self._encode_inputs(self._infer_task(space), hists)
+        with torch.no_grad():
+            res = beam_search(
+                _T5Step(self.model_), batch, self.index[space], beam=self.config.beam, k=self.config.beam
+            )
+        return res.items.numpy(), res.scores.float().numpy()
+
+    def infer_spaces(self) -> list[str]:
+        """Spaces ranked at inference: those with a next-item task."""
+        return [s for s in self.spaces if self._infer_task(s) in self.config.tasks]
+
+    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.model_ is None:
+            raise RuntimeError("MusicRecGenerator is not fitted; call fit(train, catalog, valid) first")
+        was = self.model_.training
+        self.model_.eval()
+        lists = [self.rank_space(histories, s) for s in self.infer_spaces()]
+        self.model_.train(was)
+        return merge_ranked(lists, k)
+
+
+def _subset(evalset: EvalSet, n: int, seed: int) -> EvalSet:
+    if not n or n >= len(evalset):
+        return evalset
+    keep = np.sort(np.random.default_rng(seed).choice(len(evalset), n, replace=False))
+    h, t = evalset.histories, evalset.targets
+    return EvalSet(
+        histories=Interactions.from_lists([h.seq(u) for u in keep], h.user_ids[keep]),
+        targets=Interactions.from_lists([t.seq(u) for u in keep], t.user_ids[keep]),
+    )

@@ -1,0 +1,1 @@
+"""End-to-end runs: data -> modality features -> tokenizer -> generative model -> full-ranking metrics."""

@@ -1,0 +1,81 @@
+"""Named run presets: a description plus dotted overrides on RunConfig's defaults.
+
+``semid run --preset quickstart`` is the README's main command: FusID IDs + GPT-2 on the built-in
+MovieLens, sized to finish in a few minutes on a laptop CPU. The ``mql4grec-*`` presets reproduce
+the MusicRec Table 2 setting on amazon-mql4grec/Instruments (pass its path with --data.dataset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from semid.config import override
+from semid.errors import ConfigError
+from semid.pipeline.config import RunConfig
+
+
+@dataclass(frozen=True)
+class RunPreset:
+    description: str
+    overrides: dict = field(default_factory=dict)
+
+
+_ML = {"data.dataset": "movielens"}
+_ML_FEATURES = ("text=text:title,tags", "genres=multihot:genres", "cooc=item2vec")
+_CPU_GEN = {"train.epochs": 10, "train.batch_size": 256, "train.lr": 2e-3, "train.warmup_steps": 100,
+            "train.patience": 3}
+# FusID on MovieLens: K=256 keeps every code well used for ~9.7k items; n=4 positions still give
+# 256^4 combinations, so raw conflicts stay ~0 while generation needs one fewer decoding step.
+_FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256}
+# MQL4GRec Instruments: the text (LLaMA) and image (CLIP) code tuples are the two modalities.
+_MQL = {"data.dataset": "../shared/data/amazon-mql4grec/Instruments", "data.max_history": 50}
+_MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "lemb",
+                 "musicrec.image_modality": "vitemb", "model": "musicrec_gen"}
+
+PRESETS: dict[str, RunPreset] = {
+    "quickstart": RunPreset(
+        "FusID IDs (title+tags text, genres, co-occurrence) + GPT-2 on built-in MovieLens; a few CPU minutes",
+        {**_ML, "name": "fusid+gpt2", "features": _ML_FEATURES, **_FUSID_ML, "model": "gpt2", **_CPU_GEN,
+         "fusid.features.cooc": False, "fusid.features.use_codes": False},
+    ),
+    "movielens-popular": RunPreset("MostPopular on built-in MovieLens",
+                                   {**_ML, "name": "popular", "tokenizer": "none", "model": "popular"}),
+    "movielens-sasrec": RunPreset("SASRec on built-in MovieLens",
+                                  {**_ML, "name": "sasrec", "tokenizer": "none", "model": "sasrec",
+                                   "data.max_history": 200, "sasrec.max_len": 200}),
+    "mql4grec-popular": RunPreset("MostPopular, MQL4GRec Instruments",
+                                  {**_MQL, "name": "popular", "tokenizer": "none", "model": "popular"}),
+    "mql4grec-sasrec": RunPreset("SASRec, MQL4GRec Instruments",
+                                 {**_MQL, "name": "sasrec", "tokenizer": "none", "model": "sasrec"}),
+    "mql4grec-tiger": RunPreset("TIGER (RQ-VAE over text codes) + T5, MQL4GRec Instruments",
+                                {**_MQL_MUSICREC, "name": "tiger", "tokenizer_preset": "tiger", "features": ()}),
+    "mql4grec-letter": RunPreset("LETTER (TIGER + SASRec alignment) + T5, MQL4GRec Instruments",
+                                 {**_MQL_MUSICREC, "name": "letter", "tokenizer_preset": "letter"}),
+    "mql4grec-musicrec": RunPreset("MusicRec (text+image codes, SASRec alignment, multi-task T5), MQL4GRec Instruments",
+                                   {**_MQL_MUSICREC, "name": "musicrec", "tokenizer_preset": "musicrec"}),
+    "mql4grec-fusid-gpt2": RunPreset("FusID (text codes, image codes, co-occurrence) + GPT-2, MQL4GRec Instruments",
+                                     {**_MQL, "name": "fusid+gpt2", "tokenizer": "fusid", "model": "gpt2"}),
+    "mql4grec-fusid-t5": RunPreset("FusID (text codes, image codes, co-occurrence) + T5, MQL4GRec Instruments",
+                                   {**_MQL, "name": "fusid+t5", "tokenizer": "fusid", "model": "t5"}),
+    "mql4grec-text-ids-t5": RunPreset("MQL4GRec's own text IDs (precomputed) + T5",
+                                      {**_MQL, "name": "text-ids+t5", "tokenizer": "precomputed",
+                                       "precomputed": "lemb", "model": "t5"}),
+    "mql4grec-image-ids-t5": RunPreset("MQL4GRec's own image IDs (precomputed) + T5",
+                                       {**_MQL, "name": "image-ids+t5", "tokenizer": "precomputed",
+                                        "precomputed": "vitemb", "model": "t5"}),
+}
+for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
+    PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
+        f"MusicRec Table-3 ablation {_abl}, MQL4GRec Instruments",
+        {**_MQL_MUSICREC, "name": f"musicrec-{_abl}", "tokenizer_preset": f"musicrec_{_abl}"},
+    )
+
+
+def resolve(name: str | None, overrides: dict | None = None, base: RunConfig | None = None) -> RunConfig:
+    """RunConfig for a preset name (or the base/defaults) with extra dotted overrides applied last."""
+    cfg = base if base is not None else RunConfig()
+    if name:
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
+        cfg = override(cfg, PRESETS[name].overrides)
+    return override(cfg, overrides or {})

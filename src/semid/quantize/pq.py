@@ -1,0 +1,89 @@
+"""Product quantization (FusID mechanism 3): one k-means codebook per sub-embedding.
+
+A fused embedding E in R^(n x d) is split into its n sub-embeddings; sub-space j gets its own
+K-centroid codebook, so an item's ID is the tuple of its n nearest-centroid indices and the ID
+space has K^n tuples. The verbs follow faiss: ``fit`` / ``encode`` / ``decode``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from semid.quantize.kmeans import KMeans, KMeansConfig
+
+
+@dataclass(frozen=True)
+class PQConfig:
+    """Product-quantizer settings (FusID: n=5 sub-spaces, K=1024)."""
+
+    codebook_size: int = 1024  # K, centroids per sub-space
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)  # k-means used for every sub-space
+    min_fit_items: int = 0  # fit on train items unless fewer than max(this, K) exist; then on all items
+
+
+def _as_blocks(x: np.ndarray, n_sub: int) -> np.ndarray:
+    """(N, n*d) or (N, n, d) -> (N, n, d)."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        if x.shape[1] % n_sub:
+            raise ValueError(f"embedding width {x.shape[1]} is not divisible by n_sub={n_sub}")
+        return x.reshape(len(x), n_sub, -1)
+    if x.ndim != 3 or x.shape[1] != n_sub:
+        raise ValueError(f"expected (N, {n_sub}, d) or (N, {n_sub}*d), got {x.shape}")
+    return x
+
+
+class ProductQuantizer:
+    """``ProductQuantizer(n_sub=5, K=1024).fit(x)``; ``encode(x) -> int64 [N, n_sub]``; ``decode(codes)``."""
+
+    def __init__(self, n_sub: int, K: int, *, kmeans: KMeansConfig = KMeansConfig()):
+        self.n_sub = n_sub
+        self.K = K
+        self.kmeans = kmeans
+
+    def fit(self, x: np.ndarray) -> ProductQuantizer:
+        """x float [N, n, d] (or [N, n*d]): the sub-embeddings to fit the codebooks on."""
+        blocks = _as_blocks(x, self.n_sub).astype(np.float32)
+        cents, inertia, backends = [], [], []
+        for j in range(self.n_sub):
+            cfg = dataclasses.replace(self.kmeans, seed=self.kmeans.seed + j)
+            km = KMeans(self.K, config=cfg).fit(np.ascontiguousarray(blocks[:, j]))
+            cents.append(km.centroids_.astype(np.float32))
+            inertia.append(km.inertia_)
+            backends.append(km.backend_)
+        self.centroids_ = np.stack(cents)  # (n, K, d)
+        self.inertia_ = inertia
+        self.backends_ = backends
+        return self
+
+    @classmethod
+    def from_centroids(cls, centroids: np.ndarray, *, kmeans: KMeansConfig = KMeansConfig()) -> ProductQuantizer:
+        """Rebuild a fitted quantizer from saved centroids float [n, K, d]."""
+        pq = cls(centroids.shape[0], centroids.shape[1], kmeans=kmeans)
+        pq.centroids_ = np.asarray(centroids, dtype=np.float32)
+        return pq
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """float [N, n, d] or [N, n*d] -> int64 codes [N, n] (nearest centroid, lowest index on ties)."""
+        import torch
+
+        from semid.quantize.kmeans import assign
+
+        blocks = _as_blocks(x, self.n_sub).astype(np.float32)
+        out = np.empty((len(blocks), self.n_sub), dtype=np.int64)
+        for j in range(self.n_sub):
+            lab, _ = assign(torch.from_numpy(np.ascontiguousarray(blocks[:, j])), torch.from_numpy(self.centroids_[j]))
+            out[:, j] = lab.numpy()
+        return out
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """int codes [N, n] -> reconstructed sub-embeddings float32 [N, n, d] (the centroids)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[1] != self.n_sub:
+            raise ValueError(f"codes must be (N, {self.n_sub}), got {codes.shape}")
+        if (codes < 0).any() or (codes >= self.K).any():
+            raise ValueError(f"codes must lie in [0, {self.K})")
+        return np.stack([self.centroids_[j][codes[:, j]] for j in range(self.n_sub)], axis=1)

@@ -1,0 +1,44 @@
+"""MostPopular: exact top-k with index tie-break, optional history exclusion, empty history."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from semid.data.types import Catalog, EvalSet, Interactions
+from semid.eval import evaluate
+from semid.models.popular import MostPopular
+from semid.models.protocol import Recommender
+
+
+def _fit(**kw):
+    # counts: item0=1, item1=3, item2=3, item3=0, item4=2
+    train = Interactions.from_lists([[1, 2, 4], [1, 2], [0, 1, 2, 4]])
+    return MostPopular(**kw).fit(train, Catalog(item_ids=[f"i{i}" for i in range(5)]))
+
+
+def test_exact_output_and_tie_break():
+    m = _fit()
+    assert isinstance(m, Recommender)
+    items, scores = m.recommend([np.array([1]), np.array([], dtype=np.int64)], k=4)
+    np.testing.assert_array_equal(
+        items, [[1, 2, 4, 0], [1, 2, 4, 0]]
+    )  # 1 and 2 tie at 3: smaller index first
+    np.testing.assert_array_equal(scores[0], [3, 3, 2, 1])
+
+
+def test_k_larger_than_catalog_pads():
+    items, scores = _fit().recommend([np.array([0])], k=7)
+    np.testing.assert_array_equal(items, [[1, 2, 4, 0, 3, -1, -1]])
+    assert np.isneginf(scores[0, 5:]).all()
+
+
+def test_exclude_history():
+    items, _ = _fit(exclude_history=True).recommend([np.array([1, 4])], k=3)
+    np.testing.assert_array_equal(items, [[2, 0, 3]])
+
+
+def test_evaluates_with_empty_history():
+    m = _fit()
+    es = EvalSet(Interactions.from_lists([[], [0]]), Interactions.from_lists([[1], [2]]))
+    out = evaluate(m, es, ks=(1, 2), progress=False)
+    assert out["HR@1"] == 0.5 and out["HR@2"] == 1.0

@@ -1,0 +1,80 @@
+"""k-means: torch vs NumPy reference parity, invariants (faiss contrib style), degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semid.quantize.kmeans import KMeans, KMeansConfig
+from semid.quantize.kmeans_reference import kmeans_plusplus_reference, kmeans_reference
+
+TORCH = KMeansConfig(backend="torch", n_iter=15, tol=0.0)
+
+
+def _blobs(n=300, k=6, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * 5
+    return (centers[rng.integers(k, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_parity_with_reference_same_init():
+    x = _blobs()
+    init = kmeans_plusplus_reference(x, 8, seed=3)
+    ref_c, ref_lab, ref_hist = kmeans_reference(x, 8, n_iter=15, init=init)
+    km = KMeans(8, config=TORCH).fit(x, init=init)
+    assert (km.labels_ == ref_lab).mean() == 1.0
+    np.testing.assert_allclose(km.centroids_, ref_c, atol=1e-4)
+    np.testing.assert_allclose(km.history_[-1], ref_hist[-1], rtol=1e-4)
+
+
+def test_plusplus_init_matches_reference():
+    import torch
+
+    from semid.quantize.kmeans import kmeans_plusplus
+
+    x = _blobs(seed=1)
+    c = kmeans_plusplus(torch.from_numpy(x).double(), 10, seed=5).numpy()
+    np.testing.assert_allclose(c, kmeans_plusplus_reference(x, 10, seed=5), atol=1e-6)
+
+
+def test_objective_non_increasing():
+    km = KMeans(16, config=TORCH).fit(_blobs(n=500, seed=2))
+    h = np.asarray(km.history_)
+    assert (np.diff(h) <= 1e-3 * h[0]).all(), h
+
+
+def test_more_centroids_lower_error():
+    x = _blobs(n=400, seed=3)
+    inertia = [KMeans(k, config=TORCH).fit(x).inertia_ for k in (2, 8, 32)]
+    assert inertia[0] > inertia[1] > inertia[2]
+
+
+def test_degenerate_duplicates_and_fewer_distinct_points_than_k():
+    x = np.repeat(np.eye(3, dtype=np.float32), 10, axis=0)  # 30 points, 3 distinct
+    km = KMeans(8, config=TORCH).fit(x)
+    assert np.isfinite(km.centroids_).all()
+    assert km.inertia_ == pytest.approx(0.0, abs=1e-6)
+    assert len(np.unique(km.labels_)) == 3
+    same = KMeans(4, config=TORCH).fit(np.ones((5, 2), np.float32))  # all identical
+    assert (same.labels_ == 0).all() and same.inertia_ == pytest.approx(0.0, abs=1e-6)
+    tiny = KMeans(8, config=KMeansConfig(backend="auto")).fit(x[:3])  # N < K: auto must not pick faiss
+    assert tiny.backend_ == "torch"
+
+
+def test_empty_cluster_is_reseeded():
+    x = _blobs(n=200, k=4, seed=4)
+    init = np.vstack([x[:3], np.full((1, x.shape[1]), 1e3, np.float32)])  # one centroid far away
+    km = KMeans(4, config=TORCH).fit(x, init=init)
+    assert len(np.unique(km.labels_)) == 4
+    ref_c, ref_lab, _ = kmeans_reference(x, 4, n_iter=15, init=init)
+    assert (km.labels_ == ref_lab).all()
+
+
+def test_faiss_backend_comparable_inertia():
+    pytest.importorskip("faiss")
+    x = _blobs(n=2000, k=20, d=8, seed=5)
+    t = KMeans(32, config=KMeansConfig(backend="torch", n_iter=20)).fit(x)
+    f = KMeans(32, config=KMeansConfig(backend="faiss", n_iter=20)).fit(x)
+    assert f.backend_ == "faiss"
+    assert f.inertia_ < 1.1 * t.inertia_ and t.inertia_ < 1.1 * f.inertia_
+    assert (f.predict(x) == f.labels_).mean() > 0.99

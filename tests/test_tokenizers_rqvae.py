@@ -1,0 +1,80 @@
+"""TIGER / LETTER RQ-VAE tokenizer and the preset table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semid.data.types import Catalog
+from semid.errors import ConfigError
+from semid.tokenizers.presets import PRESET_NAMES, preset
+from semid.tokenizers.rqvae import RQVAEConfig, RQVAETokenizer, modality_features
+
+torch.set_num_threads(1)  # 2 shared cores: keep tiny fits single-threaded
+
+TINY = dict(hidden=(32,), latent_dim=8, n_codes=16, epochs=25, batch_size=64)
+
+
+def _catalog(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return Catalog(
+        item_ids=np.arange(n).astype(str),
+        embeddings={
+            "text": rng.normal(size=(n, 24)).astype(np.float32),
+            "cf": rng.normal(size=(n, 8)).astype(np.float32),
+        },
+        codes={"img": rng.integers(0, 4, size=(n, 2))},
+        code_sizes={"img": [4, 4]},
+    )
+
+
+def test_tiger_fits_unique_codes_with_collision_digit(tmp_path):
+    cat = _catalog()
+    tok = RQVAETokenizer(config=RQVAEConfig(**TINY)).fit(cat)
+    assert tok.history_[-1]["recon"] < tok.history_[0]["recon"]
+    assert tok.codes_.shape == (200, 4)  # 3 levels + TIGER's digit
+    assert len({tuple(r) for r in tok.codes_.tolist()}) == 200
+    assert np.array_equal(tok.decode(tok.encode(np.arange(200))), np.arange(200))
+    for key in (
+        "conflict_rate",
+        "codebook_utilization",
+        "n_items",
+        "n_levels",
+        "codebook_size",
+        "entropy_bits",
+    ):
+        assert key in tok.report_
+    tok.save(tmp_path / "tok")
+    back = RQVAETokenizer.load(tmp_path / "tok")
+    assert np.array_equal(back.codes_, tok.codes_) and back.config == tok.config
+    assert back.model is not None
+
+
+def test_letter_needs_cf_and_trains_alignment():
+    cat = _catalog()
+    tok = RQVAETokenizer(config=RQVAEConfig(alpha=0.1, **TINY)).fit(cat)
+    assert "align" in tok.history_[-1]
+    with pytest.raises(ConfigError, match="cf"):
+        RQVAETokenizer(config=RQVAEConfig(alpha=0.1, cf_embedding="missing", **TINY)).fit(cat)
+
+
+def test_code_modality_becomes_onehot():
+    feats = modality_features(_catalog(), "img")
+    assert feats.shape == (200, 8) and np.allclose(feats.sum(1), 2.0)
+    with pytest.raises(ConfigError, match="nope"):
+        modality_features(_catalog(), "nope")
+
+
+def test_presets_build():
+    for name in PRESET_NAMES:
+        p = preset(name, epochs=1)
+        assert p.name == name and p.tasks
+    assert preset("tiger").tokenizer.config.n_levels == 3 and preset("tiger").tokenizer.config.alpha == 0
+    assert preset("letter").tokenizer.config.alpha == 1e-2
+    assert preset("musicrec_wo_align").tokenizer.config.alpha == 0
+    assert preset("musicrec_wo_rel").tokenizer.config.beta == 0
+    assert "mm_text" not in preset("musicrec_wo_mmg").tasks and "t2i" not in preset("musicrec_wo_mma").tasks
+    assert preset("musicrec_wo_tsem").tasks == ("uni_image",)
+    with pytest.raises(ConfigError, match="valid"):
+        preset("bogus")
