@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--warmup-steps", type=int, default=None, help="default: min(100, one epoch of steps)")
     ap.add_argument("--loss", choices=("ce", "bce"), default="ce")
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
@@ -139,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         dropout=args.dropout,
         loss=args.loss,
     )
+    steps_per_epoch = -(-sum(len(s) >= 2 for s in split.train.to_lists()) // args.batch_size)
+    warmup = args.warmup_steps if args.warmup_steps is not None else min(100, steps_per_epoch)
     tc = TrainConfig(
+        warmup_steps=warmup,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

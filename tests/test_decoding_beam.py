@@ -10,6 +10,7 @@ from semid.decoding import PrefixIndex, beam_search, build_trie, oracle_topk, re
 from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, GPT2Step, gpt2_next_logp, gpt2_sequence_logp
 from semid.models.t5rec import T5Rec, T5RecConfig, T5Step, t5_next_logp, t5_sequence_logp
 
+torch.set_num_threads(1)  # tiny models: one thread is fastest on the shared 2-core machine
 SIZES = [3, 4, 5]
 N_ITEMS = 25
 
@@ -30,7 +31,9 @@ def _gpt2(codes):
 
 def _t5(codes):
     torch.manual_seed(0)
-    cfg = T5RecConfig(num_layers=1, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=4, d_kv=8, max_history=6)
+    cfg = T5RecConfig(
+        num_layers=1, num_decoder_layers=2, d_model=32, d_ff=64, num_heads=4, d_kv=8, max_history=6
+    )
     rec = T5Rec(codes=codes, codebook_sizes=SIZES, config=cfg).init_model()
     return rec, T5Step, rec.source, t5_next_logp, t5_sequence_logp
 
@@ -40,12 +43,12 @@ HISTS = [np.array([4]), np.array([1, 2, 3]), np.array([7, 8, 9, 10, 11, 12, 13, 
 
 
 def _check_valid(items, scores, n_items):
-    for row_i, row_s in zip(items.tolist(), scores.tolist()):
+    for row_i, row_s in zip(items.tolist(), scores.tolist(), strict=True):
         real = [i for i in row_i if i >= 0]
         assert len(real) == len(set(real)), "duplicate item"
         assert all(0 <= i < n_items for i in real)
-        assert all(np.isfinite(s) for i, s in zip(row_i, row_s) if i >= 0)
-        assert all(s == -np.inf for i, s in zip(row_i, row_s) if i < 0)
+        assert all(np.isfinite(s) for i, s in zip(row_i, row_s, strict=True) if i >= 0)
+        assert all(s == -np.inf for i, s in zip(row_i, row_s, strict=True) if i < 0)
         assert row_s == sorted(row_s, reverse=True)
 
 
@@ -71,7 +74,9 @@ def test_fast_equals_reference_for_small_beams(kind, beam):
     res = beam_search(Step(rec.model_), rec.encode_histories(HISTS), rec.index_, beam=beam, k=beam)
     for b, h in enumerate(HISTS):
         ctx = context(h)
-        ri, rs = reference_beam_search(lambda p, ctx=ctx: next_logp(rec.model_, ctx, p), trie, 3, beam=beam, k=beam)
+        ri, rs = reference_beam_search(
+            lambda p, ctx=ctx: next_logp(rec.model_, ctx, p), trie, 3, beam=beam, k=beam
+        )
         assert res.items[b].tolist() == ri
         np.testing.assert_allclose(res.scores[b].numpy(), rs, atol=1e-4)
 

@@ -30,13 +30,13 @@ def test_walk_matches_brute_force(dense_limit):
     assert (idx.dense[0] is None) == (dense_limit == 0)
     # walk every item's code: at each level the mask equals the brute-force set and the child is valid
     prefix = torch.zeros(len(tok), dtype=torch.long)
-    for l in range(tok.shape[1]):
-        mask = idx.allowed(l, prefix)
+    for lvl in range(tok.shape[1]):
+        mask = idx.allowed(lvl, prefix)
         for i in range(len(tok)):
-            got = set((torch.nonzero(mask[i]).flatten() + idx.lo[l]).tolist())
-            assert got == _brute_allowed(tok, tok[i, :l], l)
-            assert got == set(idx.next_tokens(tok[i, :l].tolist()))
-        prefix, ok = idx.child(l, prefix, torch.as_tensor(tok[:, l] - idx.lo[l]))
+            got = set((torch.nonzero(mask[i]).flatten() + idx.lo[lvl]).tolist())
+            assert got == _brute_allowed(tok, tok[i, :lvl], lvl)
+            assert got == set(idx.next_tokens(tok[i, :lvl].tolist()))
+        prefix, ok = idx.child(lvl, prefix, torch.as_tensor(tok[:, lvl] - idx.lo[lvl]))
         assert bool(ok.all())
     assert idx.items(prefix).tolist() == list(range(len(tok)))
 

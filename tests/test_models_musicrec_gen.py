@@ -10,11 +10,14 @@ from semid.data.types import EvalSet, Interactions
 from semid.errors import ConfigError
 from semid.models.musicrec_gen import MusicRecGenConfig, MusicRecGenerator, merge_ranked
 from semid.models.protocol import Recommender
+from semid.models.t5rec import T5RecConfig
 from semid.train.loop import TrainConfig
 
 torch.set_num_threads(1)  # 2 shared cores: keep tiny fits single-threaded
 
-TINY = dict(d_model=32, d_ff=64, n_heads=2, d_kv=16, n_layers=1, beam=6, valid_users=10)
+TINY = T5RecConfig(
+    num_layers=1, num_decoder_layers=1, d_model=32, d_ff=64, num_heads=2, d_kv=16, beam=6, valid_users=10
+)
 
 
 def test_merge_sums_probabilities_with_floors():
@@ -50,7 +53,7 @@ def test_tiny_multitask_model_learns_and_recommends():
     )
     gen = MusicRecGenerator(
         spaces={"text": text, "image": image},
-        config=MusicRecGenConfig(**TINY),
+        config=MusicRecGenConfig(t5=TINY),
         train=TrainConfig(epochs=4, batch_size=64, lr=5e-3, warmup_steps=2, progress=False, patience=0),
     )
     assert isinstance(gen, Recommender)

@@ -108,19 +108,53 @@ def train(
 
 
 @app.command()
-def evaluate(run_dir: Path = typer.Argument(..., help="a finished run directory")):
-    """Print the stored valid/test metrics of a run."""
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a finished run directory"),
+    split: str = typer.Option("test", help="valid | test"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+):
+    """Reload a run's tokenizer and selected weights and re-score them with full ranking."""
+    from semid.eval.evaluator import evaluate as evaluate_model
     from semid.io import read_json
+    from semid.pipeline.restore import load_run
+    from semid.pipeline.runner import fmt_metrics_row
 
+    if split not in ("valid", "test"):
+        _fail(SemidError(f"--split must be valid or test, got {split!r}"))
     try:
-        rows = []
-        for split, fname in (("valid", "metrics_valid.json"), ("test", "metrics.json")):
-            m = read_json(run_dir / fname)
-            rows.append([f"{m['model']} ({split})", *[f"{m[k]:.4f}" for k in ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")],
-                         str(m["n_eval_users"])])
+        loaded = load_run(run_dir, device=device)
+        es = loaded.split.test if split == "test" else loaded.split.valid
+        m = evaluate_model(loaded.model, es, batch_size=loaded.config.eval_batch_size,
+                           n_items=loaded.dataset.catalog.n_items)
+        rows = [[f"{loaded.config.name} ({split}, re-scored)", *fmt_metrics_row(m), str(m["n_eval_users"])]]
+        stored = run_dir / ("metrics.json" if split == "test" else "metrics_valid.json")
+        if stored.exists():
+            s = read_json(stored)
+            rows.append([f"{loaded.config.name} ({split}, stored)", *fmt_metrics_row(s), str(s["n_eval_users"])])
     except SemidError as e:
         _fail(e)
     console.print(_metrics_table(str(run_dir), rows))
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="a finished run directory"),
+    host: str = typer.Option("127.0.0.1", help="bind address"),
+    port: int = typer.Option(8000, help="port"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+):
+    """Serve recommendations from a finished run over HTTP (POST /recommend)."""
+    try:
+        import uvicorn
+    except ImportError:
+        _fail(SemidError("semid serve needs uvicorn: pip install 'semid[serve]'"))
+    from semid.serve.app import create_app
+
+    try:
+        app_ = create_app(run_dir, device=device)
+    except SemidError as e:
+        _fail(e)
+    uvicorn.run(app_, host=host, port=port)
 
 
 @app.command(context_settings=EXTRA)

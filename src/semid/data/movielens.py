@@ -35,6 +35,7 @@ class _Files:
     def __init__(self, path: Path):
         self.path = path
         self._members: dict[str, str] = {}
+        self._cache: dict[str, bytes] | None = None
         if path.is_dir():
             self.kind = "dir"
         elif zipfile.is_zipfile(path):
@@ -61,8 +62,12 @@ class _Files:
         if self.kind == "zip":
             with zipfile.ZipFile(self.path) as z:
                 return z.read(self._members[name])
-        with tarfile.open(self.path) as t:
-            return t.extractfile(self._members[name]).read()
+        if self._cache is None:  # one decompression pass for all members (tar has no random access)
+            with tarfile.open(self.path) as t:
+                self._cache = {
+                    Path(m.name).name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()
+                }
+        return self._cache[name]
 
     def where(self, name: str) -> str:
         return str(self.path / name) if self.kind == "dir" else f"{self.path}!{self._members.get(name, name)}"

@@ -72,14 +72,14 @@ def beam_search(
         index = index.to(device)
     neg_inf = torch.tensor(float("-inf"), device=device)
     scores = torch.zeros(B, 1, device=device)  # (B, Wc) running sums
-    prefix = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, Wc) prefix ids at level l
-    toks = torch.zeros(B, 1, 0, dtype=torch.long, device=device)  # (B, Wc, l) chosen tokens
+    prefix = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, Wc) prefix ids at level lvl
+    toks = torch.zeros(B, 1, 0, dtype=torch.long, device=device)  # (B, Wc, lvl) chosen tokens
     arange_b = torch.arange(B, device=device)[:, None]
-    for l in range(index.L):
-        Wc, lo, S = scores.shape[1], index.lo[l], index.sizes[l]
+    for lvl in range(index.L):
+        Wc, lo, S = scores.shape[1], index.lo[lvl], index.sizes[lvl]
         logp = torch.log_softmax(logits.float(), dim=-1)[:, lo : lo + S].reshape(B, Wc, S)
         t0 = time.perf_counter()
-        allowed = index.allowed(l, prefix.reshape(-1)).view(B, Wc, S)
+        allowed = index.allowed(lvl, prefix.reshape(-1)).view(B, Wc, S)
         cand = torch.where(allowed, scores[:, :, None] + logp, neg_inf).view(B, Wc * S)
         if timings is not None:
             _sync(device)
@@ -92,15 +92,15 @@ def beam_search(
         parent = torch.div(idx, S, rounding_mode="floor")  # (B, W) beam index within the example
         code = idx - parent * S  # (B, W) local code
         t0 = time.perf_counter()
-        child, ok = index.child(l, prefix.gather(1, parent), code)
+        child, ok = index.child(lvl, prefix.gather(1, parent), code)
         if timings is not None:
             _sync(device)
             timings["constraint"] = timings.get("constraint", 0.0) + time.perf_counter() - t0
         scores = torch.where(ok, top, neg_inf)
         prefix = child
         token = code + lo
-        toks = torch.cat([toks.gather(1, parent[:, :, None].expand(-1, -1, l)), token[:, :, None]], dim=2)
-        if l + 1 < index.L:
+        toks = torch.cat([toks.gather(1, parent[:, :, None].expand(-1, -1, lvl)), token[:, :, None]], dim=2)
+        if lvl + 1 < index.L:
             t_model = time.perf_counter()
             logits, state = step.advance(state, (arange_b * Wc + parent).reshape(-1), token.reshape(-1))
             if timings is not None:

@@ -51,40 +51,48 @@ class PrefixIndex:
         # numpy copies for the per-sequence API (next_tokens) used by HF's prefix_allowed_tokens_fn.
         self._keys_np = [np.asarray(k, dtype=np.int64) for k in keys]
         self._ptr_np = [
-            np.searchsorted(k, np.arange(self.n_prefix[l] + 1, dtype=np.int64) * self.sizes[l])
-            for l, k in enumerate(self._keys_np)
+            np.searchsorted(k, np.arange(self.n_prefix[lvl] + 1, dtype=np.int64) * self.sizes[lvl])
+            for lvl, k in enumerate(self._keys_np)
         ]
         self._leaf_np = np.asarray(leaf_item, dtype=np.int64)
         self.keys = [torch.as_tensor(k, device=self.device) for k in self._keys_np]
         self.ptr = [torch.as_tensor(p, device=self.device) for p in self._ptr_np]
         self.leaf_item = torch.as_tensor(self._leaf_np, device=self.device)
         self.dense: list[torch.Tensor | None] = []
-        for l in range(self.L):
-            if self.n_prefix[l] * self.sizes[l] <= self.dense_limit:
-                m = torch.zeros(self.n_prefix[l] * self.sizes[l], dtype=torch.bool, device=self.device)
-                m[self.keys[l]] = True
-                self.dense.append(m.view(self.n_prefix[l], self.sizes[l]))  # (n_prefix_l, S_l)
+        for lvl in range(self.L):
+            if self.n_prefix[lvl] * self.sizes[lvl] <= self.dense_limit:
+                m = torch.zeros(self.n_prefix[lvl] * self.sizes[lvl], dtype=torch.bool, device=self.device)
+                m[self.keys[lvl]] = True
+                self.dense.append(m.view(self.n_prefix[lvl], self.sizes[lvl]))  # (n_prefix_l, S_l)
             else:
                 self.dense.append(None)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_codes(
-        cls, tokens: np.ndarray | torch.Tensor, *, dense_limit: int = DENSE_LIMIT, device: str | torch.device = "cpu"
+        cls,
+        tokens: np.ndarray | torch.Tensor,
+        *,
+        dense_limit: int = DENSE_LIMIT,
+        device: str | torch.device = "cpu",
     ) -> PrefixIndex:
         """Build from item token tuples int64 [n_items, L] (row i = item i); tuples must be unique."""
         tok = tokens.detach().cpu().numpy() if torch.is_tensor(tokens) else np.asarray(tokens)
         tok = tok.astype(np.int64, copy=False)
         if tok.ndim != 2 or tok.shape[0] == 0 or tok.shape[1] == 0:
-            raise DataError(f"PrefixIndex.from_codes needs a non-empty int [n_items, L] array, got {tok.shape}")
+            raise DataError(
+                f"PrefixIndex.from_codes needs a non-empty int [n_items, L] array, got {tok.shape}"
+            )
         if (tok < 0).any():
-            raise DataError("PrefixIndex.from_codes: negative token ids (items without codes?); drop or fill them")
+            raise DataError(
+                "PrefixIndex.from_codes: negative token ids (items without codes?); drop or fill them"
+            )
         lo = tok.min(axis=0)
         sizes = (tok.max(axis=0) - lo + 1).tolist()
         prefix = np.zeros(len(tok), dtype=np.int64)  # prefix id of each item at the current level
         keys = []
-        for l in range(tok.shape[1]):
-            key = prefix * sizes[l] + (tok[:, l] - lo[l])
+        for lvl in range(tok.shape[1]):
+            key = prefix * sizes[lvl] + (tok[:, lvl] - lo[lvl])
             uniq, inv = np.unique(key, return_inverse=True)
             keys.append(uniq)
             prefix = inv.reshape(-1).astype(np.int64)
@@ -102,8 +110,12 @@ class PrefixIndex:
         if torch.device(device) == self.device:
             return self
         return PrefixIndex(
-            lo=np.asarray(self.lo), sizes=self.sizes, keys=self._keys_np, leaf_item=self._leaf_np,
-            dense_limit=self.dense_limit, device=device,
+            lo=np.asarray(self.lo),
+            sizes=self.sizes,
+            keys=self._keys_np,
+            leaf_item=self._leaf_np,
+            dense_limit=self.dense_limit,
+            device=device,
         )
 
     @property
@@ -127,12 +139,18 @@ class PrefixIndex:
         rows = torch.repeat_interleave(torch.arange(len(prefix), device=prefix.device), counts)
         # position of each child inside its row, then its key -> local code
         first = torch.cumsum(counts, 0) - counts
-        j = start.index_select(0, rows) + torch.arange(len(rows), device=prefix.device) - first.index_select(0, rows)
+        j = (
+            start.index_select(0, rows)
+            + torch.arange(len(rows), device=prefix.device)
+            - first.index_select(0, rows)
+        )
         mask = torch.zeros(len(prefix), S, dtype=torch.bool, device=prefix.device)
         mask[rows, keys.index_select(0, j) % S] = True
         return mask
 
-    def child(self, level: int, prefix: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def child(
+        self, level: int, prefix: torch.Tensor, code: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(prefix ids, local codes) at ``level`` -> (child prefix ids at level+1, valid bool); invalid ids are 0."""
         keys = self.keys[level]
         key = prefix * self.sizes[level] + code
@@ -148,14 +166,14 @@ class PrefixIndex:
     def next_tokens(self, prefix_tokens: Sequence[int]) -> list[int]:
         """Global token ids allowed after ``prefix_tokens`` (len < L); [] for a dead prefix. Plain numpy."""
         p = 0
-        for l, t in enumerate(prefix_tokens):
-            key = p * self.sizes[l] + (int(t) - self.lo[l])
-            j = int(np.searchsorted(self._keys_np[l], key))
-            if j >= len(self._keys_np[l]) or self._keys_np[l][j] != key:
+        for lvl, t in enumerate(prefix_tokens):
+            key = p * self.sizes[lvl] + (int(t) - self.lo[lvl])
+            j = int(np.searchsorted(self._keys_np[lvl], key))
+            if j >= len(self._keys_np[lvl]) or self._keys_np[lvl][j] != key:
                 return []
             p = j
-        l = len(prefix_tokens)
-        if l >= self.L:
+        lvl = len(prefix_tokens)
+        if lvl >= self.L:
             return []
-        ch = self._keys_np[l][self._ptr_np[l][p] : self._ptr_np[l][p + 1]] % self.sizes[l]
-        return (ch + self.lo[l]).tolist()
+        ch = self._keys_np[lvl][self._ptr_np[lvl][p] : self._ptr_np[lvl][p + 1]] % self.sizes[lvl]
+        return (ch + self.lo[lvl]).tolist()

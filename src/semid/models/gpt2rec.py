@@ -82,7 +82,12 @@ class GPT2Step:
             use_cache=True,
             logits_to_keep=1,
         )
-        state = {"cache": out.past_key_values, "mask": mask, "pos": batch["position_ids"][:, -1] + 1, "rows": None}
+        state = {
+            "cache": out.past_key_values,
+            "mask": mask,
+            "pos": batch["position_ids"][:, -1] + 1,
+            "rows": None,
+        }
         return out.logits[:, -1], state
 
     def advance(self, state: Any, parent: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, Any]:

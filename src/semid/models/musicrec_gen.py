@@ -8,9 +8,8 @@ Tasks (prefix token ``<task:NAME>`` first in the encoder input):
 Inference: constrained beam search (beam 20) in each modality's ID space, then ``merge_ranked``.
 TIGER / LETTER are the single-space case (one ``uni_text`` task).
 
-The T5 here is a minimal wrapper over ``transformers.T5ForConditionalGeneration`` with its own decode
-stepper (no KV cache: code IDs are <= 5 tokens, so the decoder is re-run on the short prefix); the
-constraint and beam come from ``semid.decoding`` (PrefixIndex + beam_search).
+The T5, its loss and its cached decode stepper come from ``semid.models.t5rec`` (build_t5, seq2seq_loss,
+T5Step); the constraint and the beam from ``semid.decoding`` (PrefixIndex + beam_search).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from semid.data.types import Catalog, EvalSet, Interactions
 from semid.decoding import PrefixIndex, beam_search
 from semid.errors import ConfigError
 from semid.models.protocol import pad_topk
+from semid.models.t5rec import T5RecConfig, T5Step, build_t5, seq2seq_loss
 from semid.models.vocab import EOS, PAD, SemanticVocab
 from semid.tokenizers.presets import ALL_TASKS, I2T, MM_IMAGE, MM_TEXT, T2I, UNI_IMAGE, UNI_TEXT
 from semid.train.loop import TrainConfig, Trainer
@@ -41,21 +41,10 @@ TASK_IO = {  # task -> (input kind, output space)
 
 @dataclass(frozen=True)
 class MusicRecGenConfig:
-    tasks: tuple[str, ...] = (
-        ALL_TASKS  # generation tasks mixed in training (Table 3: w/o MMG, w/o MMA drop some)
-    )
+    tasks: tuple[str, ...] = ALL_TASKS  # training task mix (Table 3: w/o MMG, w/o MMA drop some)
     inference: str = "uni"  # history encoding used to rank: "uni" (uni_* prompts) or "mm" (mm_* prompts)
-    max_history: int = 20  # most recent history items fed to the encoder
-    max_targets_per_user: int = 0  # next-item examples per training sequence, latest first (0 = every prefix)
-    d_model: int = 128  # T5 width (T5-small: 512)
-    d_ff: int = 512  # T5 feed-forward width
-    n_layers: int = 2  # encoder and decoder layers each
-    n_heads: int = 4  # attention heads
-    d_kv: int = 32  # per-head width
-    dropout: float = 0.1  # T5 dropout rate
-    beam: int = 20  # constrained beam width per modality (paper: 20)
-    valid_users: int = 1000  # validation users (random, fixed seed) for best-checkpoint selection (0 = all)
-    eval_batch_size: int = 128  # histories per beam-search call
+    max_targets_per_user: int = 0  # next-item examples per train sequence, latest first (0 = every prefix)
+    t5: T5RecConfig = T5RecConfig()  # T5 size, max_history, beam (20), valid_users, eval_batch_size
 
 
 def merge_ranked(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,36 +69,6 @@ def merge_ranked(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np
         out_i.append(np.asarray(ranked, dtype=np.int64))
         out_s.append(np.asarray([scores[i] for i in ranked], dtype=np.float32))
     return pad_topk(out_i, out_s, k)
-
-
-class _T5Step:
-    """semid.decoding.DecodeStep for a T5: encode once, re-run the decoder on the (short) code prefix."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def _logits(self, enc, mask, dec):
-        from transformers.modeling_outputs import BaseModelOutput
-
-        out = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
-            attention_mask=mask,
-            decoder_input_ids=dec,
-            use_cache=False,
-        )
-        return out.logits[:, -1]
-
-    def start(self, batch):
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        enc = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, C)
-        dec = torch.full((len(ids), 1), PAD, dtype=torch.long)  # T5 starts decoding from <pad>
-        return self._logits(enc, mask, dec), (enc, mask, dec)
-
-    def advance(self, state, parent, tokens):
-        enc, mask, dec = state
-        enc, mask = enc.index_select(0, parent), mask.index_select(0, parent)
-        dec = torch.cat([dec.index_select(0, parent), tokens[:, None]], 1)
-        return self._logits(enc, mask, dec), (enc, mask, dec)
 
 
 class MusicRecGenerator:
@@ -194,11 +153,11 @@ class MusicRecGenerator:
         for r, s in enumerate(seqs):
             ids[r, : len(s)] = s
         ids_t = torch.from_numpy(ids)
-        return {"input_ids": ids_t, "attention_mask": (ids_t != PAD).long()}
+        return {"src_ids": ids_t, "src_mask": (ids_t != PAD).long()}
 
     def _examples(self, train: Interactions) -> list[tuple[str, np.ndarray, int]]:
         """(task, history or item, target item) for every task; next-item examples from every prefix."""
-        c, H = self.config, self.config.max_history
+        c, H = self.config, self.config.t5.max_history
         nxt: list[tuple[np.ndarray, int]] = []
         for u in range(train.n_users):
             s = train.seq(u)
@@ -221,39 +180,22 @@ class MusicRecGenerator:
             enc = self._encode_inputs(task, [e[1] for e in ex])
             lab = self.tokens[TASK_IO[task][1]][[e[2] for e in ex]]
             parts.append((enc, torch.from_numpy(lab)))
-        T = max(p[0]["input_ids"].shape[1] for p in parts)
+        T = max(p[0]["src_ids"].shape[1] for p in parts)
         L = max(p[1].shape[1] for p in parts)
 
         def pad(x, n, v):
             return torch.nn.functional.pad(x, (0, n - x.shape[1]), value=v)
 
-        return {
-            "input_ids": torch.cat([pad(e["input_ids"], T, PAD) for e, _ in parts]),
-            "attention_mask": torch.cat([pad(e["attention_mask"], T, 0) for e, _ in parts]),
-            "labels": torch.cat([pad(lab, L, -100) for _, lab in parts]),
+        return {  # targets right-padded with <pad>, which seq2seq_loss ignores
+            "src_ids": torch.cat([pad(e["src_ids"], T, PAD) for e, _ in parts]),
+            "src_mask": torch.cat([pad(e["src_mask"], T, 0) for e, _ in parts]),
+            "tgt_ids": torch.cat([pad(lab, L, PAD) for _, lab in parts]),
         }
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        from transformers import T5Config, T5ForConditionalGeneration
-
-        c = self.config
-        cfg = T5Config(
-            vocab_size=self.vocab.size,
-            d_model=c.d_model,
-            d_ff=c.d_ff,
-            d_kv=c.d_kv,
-            num_layers=c.n_layers,
-            num_decoder_layers=c.n_layers,
-            num_heads=c.n_heads,
-            dropout_rate=c.dropout,
-            feed_forward_proj="relu",
-            pad_token_id=PAD,
-            eos_token_id=EOS,
-            decoder_start_token_id=PAD,
-        )
         torch.manual_seed(self.train_config.seed)
-        return T5ForConditionalGeneration(cfg)
+        return build_t5(self.vocab.size, self.config.t5)
 
     def fit(
         self,
@@ -279,21 +221,20 @@ class MusicRecGenerator:
                 for i in range(0, len(s.order), bs):
                     yield self._batch([examples[j] for j in s.order[i : i + bs]])
 
-        def loss_fn(model, batch):
-            return model(**batch).loss
-
         validate = None
         if valid is not None:
             from semid.eval.evaluator import evaluate
 
-            sub = _subset(valid, self.config.valid_users, self.train_config.seed)
+            sub = _subset(valid, self.config.t5.valid_users, self.train_config.seed)
 
             def validate(model):
-                return evaluate(self, sub, ks=(5, 10), batch_size=self.config.eval_batch_size, progress=False)
+                return evaluate(
+                    self, sub, ks=(5, 10), batch_size=self.config.t5.eval_batch_size, progress=False
+                )
 
         self.model_ = self.build_model()
         self.result_ = Trainer(self.train_config, run_dir=self.run_dir).fit(
-            self.model_, _Batches, loss_fn, validate
+            self.model_, _Batches, seq2seq_loss, validate
         )
         self.model_.eval()
         return self
@@ -306,11 +247,11 @@ class MusicRecGenerator:
 
     def rank_space(self, histories: list[np.ndarray], space: str) -> tuple[np.ndarray, np.ndarray]:
         """Constrained beam search in one ID space: (items [B, beam], log-probs [B, beam])."""
-        hists = [np.asarray(h, dtype=np.int64)[-self.config.max_history :] for h in histories]
+        hists = [np.asarray(h, dtype=np.int64)[-self.config.t5.max_history :] for h in histories]
         batch = self._encode_inputs(self._infer_task(space), hists)
         with torch.no_grad():
             res = beam_search(
-                _T5Step(self.model_), batch, self.index[space], beam=self.config.beam, k=self.config.beam
+                T5Step(self.model_), batch, self.index[space], beam=self.config.t5.beam, k=self.config.t5.beam
             )
         return res.items.numpy(), res.scores.float().numpy()
 

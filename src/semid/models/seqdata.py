@@ -143,7 +143,10 @@ def ndcg_recall_at(items: np.ndarray, targets: Interactions, k: int) -> dict[str
         idcg = disc[: min(len(tgt), k)].sum()
         ndcg.append(float((hits * disc[: len(hits)]).sum() / idcg))
         rec.append(float(hits.sum() / min(len(tgt), k)))
-    return {f"NDCG@{k}": float(np.mean(ndcg)) if ndcg else 0.0, f"Recall@{k}": float(np.mean(rec)) if rec else 0.0}
+    return {
+        f"NDCG@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
+        f"Recall@{k}": float(np.mean(rec)) if rec else 0.0,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- recommender glue
@@ -198,13 +201,17 @@ class CodeSeqRecommender:
         else:
             raise ConfigError(f"{self.name}: pass tokenizer=... or codes=... (int64 [n_items, L])")
         if catalog is not None and len(codes) != catalog.n_items:
-            raise DataError(f"{self.name}: codes have {len(codes)} rows but the catalog has {catalog.n_items} items")
+            raise DataError(
+                f"{self.name}: codes have {len(codes)} rows but the catalog has {catalog.n_items} items"
+            )
         self.vocab_ = SemanticVocab.for_items(sizes)
         self.item_tokens_ = self.vocab_.item_tokens("item", codes)  # (n_items, L)
         self.index_ = PrefixIndex.from_codes(self.item_tokens_)
         return self
 
-    def init_model(self, catalog: Catalog | None = None, train: Interactions | None = None) -> CodeSeqRecommender:
+    def init_model(
+        self, catalog: Catalog | None = None, train: Interactions | None = None
+    ) -> CodeSeqRecommender:
         """``setup`` + a randomly initialised model in eval mode (what ``fit`` starts from; used by tests)."""
         self.setup(catalog, train)
         self.model_ = self._build_model(self.vocab_.size).eval()
@@ -260,7 +267,7 @@ class CodeSeqRecommender:
     def _recommend_with(self, model, histories, k: int, beam: int) -> tuple[np.ndarray, np.ndarray]:
         device = next(model.parameters()).device
         use_bf16 = device.type == "cuda" and self.train_config.bf16
-        index = self.index_.to(device)
+        index = self.index_ = self.index_.to(device)  # keep the device copy for the next call
         out_i, out_s = [], []
         bs = self.config.eval_batch_size
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):

@@ -53,7 +53,9 @@ def t5_preset(name: str, **overrides) -> T5RecConfig:
     dropout 0.1) and ``t5-small`` (6+6 layers, 512, 2048, 8x64)."""
     presets = {
         "cpu": {},
-        "tiger": dict(num_layers=4, num_decoder_layers=4, d_model=128, d_ff=1024, num_heads=6, d_kv=64, dropout=0.1),
+        "tiger": dict(
+            num_layers=4, num_decoder_layers=4, d_model=128, d_ff=1024, num_heads=6, d_kv=64, dropout=0.1
+        ),
         "t5-small": dict(num_layers=6, num_decoder_layers=6, d_model=512, d_ff=2048, num_heads=8, d_kv=64),
     }
     if name not in presets:
@@ -95,7 +97,9 @@ def seq2seq_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
         use_cache=False,
     )
     labels = tgt.masked_fill(tgt == PAD, -100)
-    return F.cross_entropy(out.logits.float().reshape(-1, out.logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return F.cross_entropy(
+        out.logits.float().reshape(-1, out.logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+    )
 
 
 class T5Step:

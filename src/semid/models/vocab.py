@@ -82,13 +82,17 @@ class SemanticVocab:
         self._size += 1
         return tid
 
-    def add_space(self, name: str, sizes: list[int] | tuple[int, ...], *, namer: Namer | None = None) -> CodeSpace:
+    def add_space(
+        self, name: str, sizes: list[int] | tuple[int, ...], *, namer: Namer | None = None
+    ) -> CodeSpace:
         """Append a code space with per-position codebook ``sizes``; returns it."""
         if name in self._spaces:
             raise ConfigError(f"code space {name!r} already exists in the vocabulary")
         sizes = tuple(int(s) for s in sizes)
         if not sizes or min(sizes) < 1:
-            raise ConfigError(f"code space {name!r}: sizes must be a non-empty list of positive ints, got {sizes}")
+            raise ConfigError(
+                f"code space {name!r}: sizes must be a non-empty list of positive ints, got {sizes}"
+            )
         space = CodeSpace(name=name, offset=self._size, sizes=sizes)
         self._spaces[name] = space
         self._size += space.n_tokens

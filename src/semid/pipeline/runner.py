@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -137,20 +138,39 @@ def build_model(cfg: RunConfig, tokenizer, tasks, run_dir: Path):
     raise ConfigError(f"unknown model {name!r}; valid: {MODELS}")
 
 
+def torch_module(model):
+    """The nn.Module inside a fitted recommender (None for count-based models)."""
+    for attr in ("model_", "net_"):
+        m = getattr(model, attr, None)
+        if m is not None:
+            return m
+    return None
+
+
+def save_model_weights(model, directory: Path) -> None:
+    """``<directory>/final.safetensors``: the selected (best-validation) weights, restored by ``load_run``."""
+    from safetensors.torch import save_model
+
+    from semid.io import atomic_write
+
+    module = torch_module(model)
+    if module is not None:
+        atomic_write(directory / "final.safetensors", lambda p: save_model(module, str(p)))
+
+
 def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         console=None) -> dict:
     """Execute the pipeline; returns {"valid": metrics, "test": metrics, "tokenizer": report | None}."""
     cfg = _reseed(cfg)
+    run_dir = make_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    # The stored config never carries the resume flag, so a resumed run's config.json equals the original.
+    resolved = json.loads(json.dumps(to_dict(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                                              resume=False)))))
+    prev = run_dir / "config.json"
+    if resume and prev.exists() and read_json(prev) != resolved:
+        raise ConfigError(f"{prev}: --resume with a different config; start a new --run-dir instead")
     if resume:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
-    run_dir = make_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    resolved = to_dict(cfg)
-    prev = run_dir / "config.json"
-    if resume and prev.exists():
-        old = read_json(prev)
-        old["train"]["resume"] = True
-        if old != resolved:
-            raise ConfigError(f"{prev}: --resume with a different config; start a new --run-dir instead")
     write_json(prev, resolved)
     say = console.print if console is not None else (lambda *a, **k: None)
     seed_everything(cfg.seed)
@@ -191,6 +211,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     t2 = time.perf_counter()
     model.fit(split.train, ds.catalog, split.valid)
     train_s = time.perf_counter() - t2
+    save_model_weights(model, run_dir / "model")
     out = {"tokenizer": report, "train_seconds": train_s}
     for which, es in (("valid", split.valid), ("test", split.test)):
         m = evaluate(model, es, batch_size=cfg.eval_batch_size, n_items=ds.catalog.n_items)

@@ -16,7 +16,7 @@ from torch import nn
 class VQOutput:
     """quantized: (B, D) codewords e_c with straight-through gradient to the input;
     codewords: (B, D) the same codewords, gradient flows to the codebook only;
-    codes: (B,) int64; loss: scalar ``||sg[r]-e||^2 + mu ||r-sg[e]||^2`` (mean over batch and dims)."""
+    codes: (B,) int64; loss: scalar ``||sg[r]-e||^2 + mu ||r-sg[e]||^2`` (squared norms, batch mean)."""
 
     quantized: torch.Tensor
     codewords: torch.Tensor
@@ -90,7 +90,8 @@ class VectorQuantizer(nn.Module):
         codes = self.nearest(r.detach())
         e = self.codebook[codes]  # (B, D)
         # eq. 8: codebook term pulls e to sg[r]; commitment term (weight mu) pulls r to sg[e].
-        loss = (r.detach() - e).pow(2).mean() + self.mu * (r - e.detach()).pow(2).mean()
+        # Squared L2 norms as in eq. 8, summed over dims and averaged over the batch.
+        loss = (r.detach() - e).pow(2).sum(-1).mean() + self.mu * (r - e.detach()).pow(2).sum(-1).mean()
         if self.training:
             self.usage += torch.bincount(codes, minlength=self.n_codes)
             self._last_inputs = r.detach()

@@ -43,7 +43,7 @@ class MusicRecConfig:
     cf_embedding: str = "cf"  # catalog.embeddings key of SASRec z_cf
     collision_digit: bool = False  # always append a disambiguation digit (else only when IDs collide)
     epochs: int = 200  # passes over the catalog
-    batch_size: int = 1024  # items per step (also the InfoNCE negatives)
+    batch_size: int = 256  # items per step (also the InfoNCE negatives)
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
@@ -133,8 +133,8 @@ class MusicRecModel(nn.Module):
 
 
 def semantic_loss(out: MusicRecOutput, xt: torch.Tensor, xi: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Eq. 9: L_Sem = ||x_t - x̂_t||^2 + ||x_i - x̂_i||^2 + L_RQ^e + L_RQ^T + L_RQ^I (squared norms as MSE)."""
-    recon = (out.xt_hat - xt).pow(2).mean() + (out.xi_hat - xi).pow(2).mean()
+    """Eq. 9: L_Sem = ||x_t - x̂_t||^2 + ||x_i - x̂_i||^2 + L_RQ^e + L_RQ^T + L_RQ^I (squared norms, batch mean)."""
+    recon = (out.xt_hat - xt).pow(2).sum(-1).mean() + (out.xi_hat - xi).pow(2).sum(-1).mean()
     rq = out.rq_shared + out.rq_text + out.rq_image
     return {"recon": recon, "rq": rq, "sem": recon + rq}
 

@@ -38,7 +38,7 @@ class RQVAEConfig:
     cf_embedding: str = "cf"  # catalog.embeddings key of the collaborative embeddings z_cf
     collision_digit: bool = True  # always append TIGER's 4th level (0 for unique tuples)
     epochs: int = 200  # passes over the catalog
-    batch_size: int = 1024  # items per step
+    batch_size: int = 256  # items per step
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 1e-4  # AdamW weight decay
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
@@ -171,7 +171,7 @@ class RQVAETokenizer(BaseTokenizer):
         def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             xb = x[idx]
             xh, q = self.model(xb)
-            recon = (xh - xb).pow(2).mean()
+            recon = (xh - xb).pow(2).sum(-1).mean()  # ||x - x̂||^2, batch mean
             out = {"recon": recon, "rq": q.loss}
             loss = recon + q.loss
             if zcf is not None:
