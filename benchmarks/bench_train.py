@@ -92,6 +92,8 @@ def movielens_quality(args) -> None:
         ),
     }
     for name, rec in models.items():
+        if name not in args.models.split(","):
+            continue
         t0 = time.perf_counter()
         rec.fit(tail, ds.catalog, split.valid)
         t_fit = time.perf_counter() - t0
@@ -118,6 +120,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--history", type=int, default=20)
     ap.add_argument("--train-tail", type=int, default=40)
+    ap.add_argument("--models", default="MostPopular,GPT2Rec,T5Rec", help="comma list for --movielens")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.movielens:

@@ -25,8 +25,12 @@ def _data(n=48, seed=0):
     genres[1] = genres[0]
     mask = np.ones(n, bool)
     mask[7] = False
-    cat = Catalog(item_ids=[f"i{i}" for i in range(n)], fields={"genres": genres},
-                  embeddings={"content": emb}, masks={"content": mask})
+    cat = Catalog(
+        item_ids=[f"i{i}" for i in range(n)],
+        fields={"genres": genres},
+        embeddings={"content": emb},
+        masks={"content": mask},
+    )
     seqs = [rng.choice(np.arange(2, n), size=8, replace=False).tolist() for _ in range(60)]
     return cat, Interactions.from_lists(seqs)
 

@@ -39,7 +39,7 @@ def test_losses_fall_on_tiny_problem():
     torch.manual_seed(0)
     x = torch.randn(64, 20)
     present = torch.ones(64, 2, dtype=torch.bool)
-    net = FusionNet(in_dims=[12, 8], config=FusionConfig(n_sub=3, d_sub=8, hidden=32))
+    net = FusionNet(in_dims=[12, 8], n_sub=3, config=FusionConfig(d_sub=8, hidden=32))
     pairs = torch.stack([torch.arange(0, 64, 2), torch.arange(1, 64, 2)], 1)
     target = torch.ones(len(pairs))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -65,7 +65,7 @@ def test_pairs_use_window_counts_and_negatives_never_cooccur():
 
 
 def test_modality_dropout_keeps_one_modality():
-    net = FusionNet(in_dims=[4, 4], config=FusionConfig(n_sub=2, d_sub=4, hidden=8, modality_dropout=0.9))
+    net = FusionNet(in_dims=[4, 4], n_sub=2, config=FusionConfig(d_sub=4, hidden=8, modality_dropout=0.9))
     net.train()
     present = torch.tensor([[True, False]] * 50 + [[True, True]] * 50)
     fused = net.fuse_inputs(torch.randn(100, 8), present)

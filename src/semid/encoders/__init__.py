@@ -36,7 +36,9 @@ def config_hash(obj) -> str:
 
 def is_missing(v) -> bool:
     """None, empty string and empty list/tuple count as missing."""
-    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, tuple)) and len(v) == 0)
+    return (
+        v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (list, tuple)) and len(v) == 0)
+    )
 
 
 __all__ = ["Encoder", "config_hash", "is_missing"]

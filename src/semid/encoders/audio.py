@@ -82,7 +82,9 @@ class AudioEncoder:
 
     def encode(self, values: Sequence) -> tuple[np.ndarray, np.ndarray]:
         librosa = _require()
-        mask = np.array([not (v is None or (isinstance(v, str) and is_missing(v))) for v in values], dtype=bool)
+        mask = np.array(
+            [not (v is None or (isinstance(v, str) and is_missing(v))) for v in values], dtype=bool
+        )
         out = np.zeros((len(values), self.dim), dtype=np.float32)
         for i in np.flatnonzero(mask):
             out[i] = self.descriptors(self._load_wave(values[i], librosa))

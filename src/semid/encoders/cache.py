@@ -46,9 +46,16 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, dataset: str, field: str, encoder_name: str, encoder_config, item_ids, extra: bytes = b"") -> str:
+    def key(
+        self, dataset: str, field: str, encoder_name: str, encoder_config, item_ids, extra: bytes = b""
+    ) -> str:
         return "__".join(
-            [_safe(dataset), _safe(field), f"{_safe(encoder_name)}-{config_hash(encoder_config)}", ids_hash(item_ids, extra)]
+            [
+                _safe(dataset),
+                _safe(field),
+                f"{_safe(encoder_name)}-{config_hash(encoder_config)}",
+                ids_hash(item_ids, extra),
+            ]
         )
 
     def load(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:

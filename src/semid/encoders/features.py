@@ -40,7 +40,9 @@ class FieldSpec:
 class FeaturesConfig:
     """Which fields become modalities and how each is encoded."""
 
-    fields: tuple[FieldSpec, ...] = ()  # explicit field specs; empty = every catalog field (see auto_set_encoder)
+    fields: tuple[
+        FieldSpec, ...
+    ] = ()  # explicit field specs; empty = every catalog field (see auto_set_encoder)
     auto_set_encoder: str = "text"  # with fields=(): set-valued fields use text (rendered) | multihot
     cooc: bool = True  # add item2vec co-occurrence from the train sequences as modality "cooc"
     use_embeddings: bool = True  # add every catalog.embeddings entry as a modality
@@ -69,7 +71,9 @@ def field_specs(catalog: Catalog, cfg: FeaturesConfig) -> list[FieldSpec]:
                     f"available: {sorted(catalog.fields)}"
                 )
             if spec.encoder not in ENCODERS:
-                raise ConfigError(f"features.fields[{spec.field!r}].encoder must be one of {ENCODERS}, got {spec.encoder!r}")
+                raise ConfigError(
+                    f"features.fields[{spec.field!r}].encoder must be one of {ENCODERS}, got {spec.encoder!r}"
+                )
         return list(cfg.fields)
     specs = []
     for name, values in catalog.fields.items():
@@ -110,7 +114,9 @@ def build_features(
     def run(field_name: str, enc, compute, extra: bytes = b""):
         if cache is None:
             return compute()
-        return cache.get_or_compute(cfg.dataset, field_name, enc.name, enc.config_dict(), ids, compute, extra=extra)
+        return cache.get_or_compute(
+            cfg.dataset, field_name, enc.name, enc.config_dict(), ids, compute, extra=extra
+        )
 
     for spec in field_specs(catalog, cfg):
         values = catalog.fields[spec.field]
@@ -154,5 +160,7 @@ def build_features(
             out[f"codes:{name}"] = (_codes_onehot(codes, sizes), (np.asarray(codes) >= 0).all(axis=1))
     for name, (emb, mask) in out.items():
         if emb.shape[0] != catalog.n_items or mask.shape != (catalog.n_items,):
-            raise RuntimeError(f"modality {name!r}: encoder returned {emb.shape}/{mask.shape} for {catalog.n_items} items")
+            raise RuntimeError(
+                f"modality {name!r}: encoder returned {emb.shape}/{mask.shape} for {catalog.n_items} items"
+            )
     return out

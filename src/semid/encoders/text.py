@@ -80,7 +80,9 @@ class TextEncoder:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError:
-                raise ImportError("TextEncoder needs sentence-transformers: pip install 'semid[text]'") from None
+                raise ImportError(
+                    "TextEncoder needs sentence-transformers: pip install 'semid[text]'"
+                ) from None
             from semid.device import pick_device
 
             os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,9 +21,10 @@ class RunPreset:
 
 
 _ML = {"data.dataset": "movielens"}
-_ML_FEATURES = ("text=text:title,tags", "genres=multihot:genres", "cooc=item2vec")
 _CPU_GEN = {"train.epochs": 10, "train.batch_size": 256, "train.lr": 2e-3, "train.warmup_steps": 100,
             "train.patience": 3}
+# FusID builds its own modalities (title, genres, tags through the text encoder; item2vec co-occurrence
+# on the train split), as the paper encodes each modality separately before fusion.
 # FusID on MovieLens: K=256 keeps every code well used for ~9.7k items; n=4 positions still give
 # 256^4 combinations, so raw conflicts stay ~0 while generation needs one fewer decoding step.
 _FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256}
@@ -35,8 +36,7 @@ _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
         "FusID IDs (title+tags text, genres, co-occurrence) + GPT-2 on built-in MovieLens; a few CPU minutes",
-        {**_ML, "name": "fusid+gpt2", "features": _ML_FEATURES, **_FUSID_ML, "model": "gpt2", **_CPU_GEN,
-         "fusid.features.cooc": False, "fusid.features.use_codes": False},
+        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_CPU_GEN},
     ),
     "movielens-popular": RunPreset("MostPopular on built-in MovieLens",
                                    {**_ML, "name": "popular", "tokenizer": "none", "model": "popular"}),

@@ -41,6 +41,8 @@ def _reseed(cfg: RunConfig) -> RunConfig:
                 upd["seed"] = cfg.seed
             if "device" in names and f.name == "train":
                 upd["device"] = cfg.device
+            if "training" in names:  # FusID keeps its optimiser settings in a nested TrainConfig
+                upd["training"] = dataclasses.replace(sub.training, seed=cfg.seed)
             if upd:
                 changes[f.name] = dataclasses.replace(sub, **upd)
     return dataclasses.replace(cfg, **changes)

@@ -61,7 +61,9 @@ def assign(x: torch.Tensor, c: torch.Tensor, chunk_size: int = 8192) -> tuple[to
         labels.append(a)
         dists.append(m)
     if not labels:
-        return torch.zeros(0, dtype=torch.long, device=x.device), torch.zeros(0, dtype=x.dtype, device=x.device)
+        return torch.zeros(0, dtype=torch.long, device=x.device), torch.zeros(
+            0, dtype=x.dtype, device=x.device
+        )
     return torch.cat(labels), torch.cat(dists)
 
 
@@ -77,7 +79,9 @@ def kmeans_plusplus(x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
             j = int(rng.integers(n))
         else:
             u = rng.random() * total
-            j = int(torch.searchsorted(torch.cumsum(d2, 0), torch.tensor([u], dtype=d2.dtype, device=d2.device)))
+            j = int(
+                torch.searchsorted(torch.cumsum(d2, 0), torch.tensor([u], dtype=d2.dtype, device=d2.device))
+            )
         j = min(j, n - 1)
         idx.append(j)
         d2 = torch.minimum(d2, ((x - x[j]) ** 2).sum(1).double())
@@ -123,7 +127,11 @@ class KMeans:
         if not x.is_floating_point():
             x = x.float()
         k = self.k
-        c = kmeans_plusplus(x, k, cfg.seed) if init is None else torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
+        c = (
+            kmeans_plusplus(x, k, cfg.seed)
+            if init is None
+            else torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
+        )
         history: list[float] = []
         for _ in range(cfg.n_iter):
             labels, d2 = assign(x, c, cfg.chunk_size)
@@ -158,7 +166,9 @@ class KMeans:
         km = faiss.Kmeans(x.shape[1], self.k, niter=cfg.n_iter, seed=cfg.seed, verbose=False)
         km.cp.min_points_per_centroid = 1  # FusID fits K=1024 on ~10k items: silence faiss's warning
         km.cp.max_points_per_centroid = 1 << 30  # use every point (no subsampling), like the torch path
-        km.train(np.ascontiguousarray(x), init_centroids=None if init is None else np.asarray(init, np.float32))
+        km.train(
+            np.ascontiguousarray(x), init_centroids=None if init is None else np.asarray(init, np.float32)
+        )
         d2, labels = km.index.search(np.ascontiguousarray(x), 1)
         self.centroids_ = np.asarray(km.centroids, dtype=np.float32)
         self.labels_ = labels[:, 0].astype(np.int64)

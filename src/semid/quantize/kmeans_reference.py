@@ -59,7 +59,7 @@ def kmeans_reference(
         if len(empty):
             # Re-seed each empty cluster at a point far from its centroid (largest d2 first).
             far = np.argsort(-d2, kind="stable")
-            for j, i in zip(empty, far[: len(empty)]):
+            for j, i in zip(empty, far[: len(empty)], strict=False):
                 if d2[i] > 0:
                     new[j] = x[i]
         c = new

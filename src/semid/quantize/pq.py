@@ -19,7 +19,8 @@ from semid.quantize.kmeans import KMeans, KMeansConfig
 class PQConfig:
     """Product-quantizer settings (FusID: n=5 sub-spaces, K=1024)."""
 
-    codebook_size: int = 1024  # K, centroids per sub-space
+    n_sub: int = 5  # n, sub-spaces = ID positions before disambiguation (the fusion net emits n blocks)
+    K: int = 1024  # centroids per sub-space
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)  # k-means used for every sub-space
     min_fit_items: int = 0  # fit on train items unless fewer than max(this, K) exist; then on all items
 
@@ -60,7 +61,9 @@ class ProductQuantizer:
         return self
 
     @classmethod
-    def from_centroids(cls, centroids: np.ndarray, *, kmeans: KMeansConfig = KMeansConfig()) -> ProductQuantizer:
+    def from_centroids(
+        cls, centroids: np.ndarray, *, kmeans: KMeansConfig = KMeansConfig()
+    ) -> ProductQuantizer:
         """Rebuild a fitted quantizer from saved centroids float [n, K, d]."""
         pq = cls(centroids.shape[0], centroids.shape[1], kmeans=kmeans)
         pq.centroids_ = np.asarray(centroids, dtype=np.float32)
@@ -75,7 +78,9 @@ class ProductQuantizer:
         blocks = _as_blocks(x, self.n_sub).astype(np.float32)
         out = np.empty((len(blocks), self.n_sub), dtype=np.int64)
         for j in range(self.n_sub):
-            lab, _ = assign(torch.from_numpy(np.ascontiguousarray(blocks[:, j])), torch.from_numpy(self.centroids_[j]))
+            lab, _ = assign(
+                torch.from_numpy(np.ascontiguousarray(blocks[:, j])), torch.from_numpy(self.centroids_[j])
+            )
             out[:, j] = lab.numpy()
         return out
 

@@ -26,6 +26,7 @@ from semid.data.types import Catalog, Interactions
 from semid.encoders.features import FeaturesConfig, build_features
 from semid.errors import CheckpointError, ConfigError
 from semid.io import read_json, save_npy, write_json
+from semid.quantize.kmeans import KMeansConfig
 from semid.quantize.pq import PQConfig, ProductQuantizer
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.fusid_losses import FusIDLossConfig, fusid_loss
@@ -35,7 +36,9 @@ from semid.train.loop import TrainConfig, Trainer
 
 
 def _default_training() -> TrainConfig:
-    return TrainConfig(epochs=10, batch_size=512, lr=1e-3, warmup_steps=50, patience=0, device="cpu", bf16=False)
+    return TrainConfig(
+        epochs=10, batch_size=512, lr=1e-3, warmup_steps=50, patience=0, device="cpu", bf16=False
+    )
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,10 @@ class FusIDConfig:
 
     features: FeaturesConfig = field(default_factory=FeaturesConfig)  # which modalities and encoders
     modalities: tuple[str, ...] = ()  # keep only these modalities (empty = all built); drop-one ablation
-    fusion: FusionConfig = field(default_factory=FusionConfig)  # n=5, d=128, hidden=2048
+    fusion: FusionConfig = field(default_factory=FusionConfig)  # d=128, hidden=2048
     loss: FusIDLossConfig = field(default_factory=FusIDLossConfig)  # alpha=0.2, contrastive on
     pairs: PairConfig = field(default_factory=PairConfig)  # co-occurrence pair mining
-    pq: PQConfig = field(default_factory=PQConfig)  # K=1024 per sub-space
+    pq: PQConfig = field(default_factory=PQConfig)  # n=5 positions, K=1024 per sub-space
     training: TrainConfig = field(default_factory=_default_training)  # epochs, batch size, lr, seed, device
     pairs_per_epoch: int = 0  # positives drawn per epoch (0 = all mined positives)
 
@@ -70,7 +73,9 @@ class FusID(BaseTokenizer):
             return feats
         unknown = [m for m in keep if m not in feats]
         if unknown:
-            raise ConfigError(f"FusIDConfig.modalities names {unknown}, not built for this catalog; available: {list(feats)}")
+            raise ConfigError(
+                f"FusIDConfig.modalities names {unknown}, not built for this catalog; available: {list(feats)}"
+            )
         return {m: feats[m] for m in keep}
 
     @staticmethod
@@ -85,14 +90,16 @@ class FusID(BaseTokenizer):
         t0 = time.perf_counter()
         feats = self._select(build_features(catalog, train, cfg.features))
         if not feats:
-            raise ConfigError("FusID found no modality to fuse: give the catalog fields/embeddings or pass train sequences")
+            raise ConfigError(
+                "FusID found no modality to fuse: give the catalog fields/embeddings or pass train sequences"
+            )
         self.modalities_ = list(feats)
         self.in_dims_ = [int(e.shape[1]) for e, _ in feats.values()]
         self.coverage_ = {m: float(mask.mean()) for m, (_, mask) in feats.items()}
         x, present = self._stack(feats)
         t_feat = time.perf_counter()
 
-        self.fusion_ = FusionNet(in_dims=self.in_dims_, config=cfg.fusion)
+        self.fusion_ = FusionNet(in_dims=self.in_dims_, n_sub=cfg.pq.n_sub, config=cfg.fusion)
         self.loss_log_ = self._train(x, present, train)
         t_train = time.perf_counter()
         z = self.embed(x, present)  # (N, n, d)
@@ -101,17 +108,20 @@ class FusID(BaseTokenizer):
         fit_items = np.arange(catalog.n_items)
         if train is not None and train.n_interactions:
             seen = np.unique(train.items)
-            if len(seen) >= max(cfg.pq.codebook_size, cfg.pq.min_fit_items):
+            if len(seen) >= max(cfg.pq.K, cfg.pq.min_fit_items):
                 fit_items = seen
-        self.pq_ = ProductQuantizer(cfg.fusion.n_sub, cfg.pq.codebook_size, kmeans=cfg.pq.kmeans).fit(z[fit_items])
+        self.pq_ = ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items])
         raw = self.pq_.encode(z)
-        self._finalize(raw, [cfg.pq.codebook_size] * cfg.fusion.n_sub)
+        self._finalize(raw, [cfg.pq.K] * cfg.pq.n_sub)
         t_end = time.perf_counter()
         self.report_["n_pq_fit_items"] = int(len(fit_items))
         self.report_["modalities"] = self.modalities_
         self.report_["modality_coverage"] = self.coverage_
         self.report_["seconds"] = {
-            "features": t_feat - t0, "train": t_train - t_feat, "pq": t_end - t_train, "total": t_end - t0
+            "features": t_feat - t0,
+            "train": t_train - t_feat,
+            "pq": t_end - t_train,
+            "total": t_end - t0,
         }
         return self
 
@@ -135,8 +145,12 @@ class FusID(BaseTokenizer):
             if mined is None:  # regulariser-only training: batches of random items
                 for _ in range(steps):
                     idx = rng.choice(n_items, size=min(bs, n_items), replace=False)
-                    yield {"x": xt[idx], "present": pt[idx], "pairs": torch.zeros(0, 2, dtype=torch.long),
-                           "target": torch.zeros(0)}
+                    yield {
+                        "x": xt[idx],
+                        "present": pt[idx],
+                        "pairs": torch.zeros(0, 2, dtype=torch.long),
+                        "target": torch.zeros(0),
+                    }
                 return
             order = rng.permutation(len(mined.positives))[: steps * bs]
             for s in range(steps):
@@ -145,8 +159,12 @@ class FusID(BaseTokenizer):
                 allp = np.concatenate([pos, neg])
                 target = np.concatenate([np.ones(len(pos)), np.full(len(neg), cfg.loss.neg_target)])
                 uniq, inv = np.unique(allp, return_inverse=True)  # embed each item once per batch
-                yield {"x": xt[uniq], "present": pt[uniq], "pairs": torch.from_numpy(inv.reshape(-1, 2)),
-                       "target": torch.from_numpy(target.astype(np.float32))}
+                yield {
+                    "x": xt[uniq],
+                    "present": pt[uniq],
+                    "pairs": torch.from_numpy(inv.reshape(-1, 2)),
+                    "target": torch.from_numpy(target.astype(np.float32)),
+                }
 
         log: list[dict] = []
 
@@ -160,22 +178,30 @@ class FusID(BaseTokenizer):
         epochs = []
         for e in range(0, len(log), steps):
             chunk = log[e : e + steps]
-            epochs.append({k: float(np.mean([c[k] for c in chunk])) for k in chunk[0]} | {"epoch": e // steps})
+            epochs.append(
+                {k: float(np.mean([c[k] for c in chunk])) for k in chunk[0]} | {"epoch": e // steps}
+            )
         return epochs
 
     @torch.no_grad()
     def embed(self, x: np.ndarray, present: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Fused sub-embeddings float32 [N, n, d] (eval mode: no modality dropout, running BN stats)."""
         net = self.fusion_.cpu().eval()
-        out = [net(torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size])).numpy()
-               for s in range(0, len(x), batch_size)]
+        out = [
+            net(
+                torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size])
+            ).numpy()
+            for s in range(0, len(x), batch_size)
+        ]
         return np.concatenate(out).astype(np.float32)
 
     def transform(self, catalog: Catalog, train: Interactions | None = None) -> np.ndarray:
         """Raw PQ codes [N, n] for a catalog built like the fitted one (same modalities and widths)."""
         x, present = self._stack(self._select(build_features(catalog, train, self.config.features)))
         if x.shape[1] != sum(self.in_dims_):
-            raise ConfigError(f"catalog features are {x.shape[1]}-d, the fitted FusID expects {sum(self.in_dims_)}")
+            raise ConfigError(
+                f"catalog features are {x.shape[1]}-d, the fitted FusID expects {sum(self.in_dims_)}"
+            )
         return self.pq_.encode(self.embed(x, present))
 
     # ------------------------------------------------------------------ persistence
@@ -191,10 +217,15 @@ class FusID(BaseTokenizer):
         super().save(path)
         path = Path(path)
         save_npy(path / "pq_centroids.npy", self.pq_.centroids_)
-        write_json(path / "fusid_meta.json", {
-            "modalities": self.modalities_, "in_dims": self.in_dims_, "coverage": self.coverage_,
-            "loss_log": self.loss_log_,
-        })
+        write_json(
+            path / "fusid_meta.json",
+            {
+                "modalities": self.modalities_,
+                "in_dims": self.in_dims_,
+                "coverage": self.coverage_,
+                "loss_log": self.loss_log_,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> FusID:
@@ -203,14 +234,18 @@ class FusID(BaseTokenizer):
         try:
             meta = read_json(path / "fusid_meta.json")
         except Exception as e:
-            raise CheckpointError(f"{path}/fusid_meta.json: cannot read FusID metadata ({e}); re-run fit") from None
+            raise CheckpointError(
+                f"{path}/fusid_meta.json: cannot read FusID metadata ({e}); re-run fit"
+            ) from None
         obj.modalities_, obj.in_dims_ = meta["modalities"], meta["in_dims"]
         obj.coverage_, obj.loss_log_ = meta.get("coverage", {}), meta.get("loss_log", [])
         state = getattr(obj, "_pending_state", None)
         if state is None:
             raise CheckpointError(f"{path}/state.safetensors missing: the fusion weights were not saved")
-        obj.fusion_ = FusionNet(in_dims=obj.in_dims_, config=obj.config.fusion)
-        obj.fusion_.load_state_dict({k[len("fusion."):]: v for k, v in state.items() if k.startswith("fusion.")})
+        obj.fusion_ = FusionNet(in_dims=obj.in_dims_, n_sub=obj.config.pq.n_sub, config=obj.config.fusion)
+        obj.fusion_.load_state_dict(
+            {k[len("fusion.") :]: v for k, v in state.items() if k.startswith("fusion.")}
+        )
         obj.fusion_.eval()
         obj.pq_ = ProductQuantizer.from_centroids(state["pq.centroids"].numpy(), kmeans=obj.config.pq.kmeans)
         del obj._pending_state
@@ -218,11 +253,14 @@ class FusID(BaseTokenizer):
 
 
 def small_config(**overrides) -> FusIDConfig:
-    """A tiny FusID config for tests and quick looks: n=3, d=8, hidden=32, K=8, 3 epochs, no cache."""
+    """A tiny FusID config for tests and quick looks: n=3, d=8, hidden=32, K=8, 3 x 2 steps, no cache."""
     base = FusIDConfig(
         features=FeaturesConfig(cache=False),
-        fusion=FusionConfig(n_sub=3, d_sub=8, hidden=32),
-        pq=PQConfig(codebook_size=8),
-        training=dataclasses.replace(_default_training(), epochs=3, batch_size=32, warmup_steps=2, progress=False),
+        fusion=FusionConfig(d_sub=8, hidden=32),
+        pq=PQConfig(n_sub=3, K=8, kmeans=KMeansConfig(backend="torch", n_iter=10)),
+        training=dataclasses.replace(
+            _default_training(), epochs=3, batch_size=32, warmup_steps=2, progress=False
+        ),
+        pairs_per_epoch=64,
     )
     return dataclasses.replace(base, **overrides)

@@ -77,5 +77,10 @@ def fusid_loss(
     total = cont + config.alpha * (cov + var)
     if not config.contrastive and config.alpha == 0:
         total = total + 0.0 * z.sum()  # keeps the graph alive for the trainer
-    logs = {"cont": float(cont.detach()), "cov": float(cov.detach()), "var": float(var.detach()), "total": float(total.detach())}
+    logs = {
+        "cont": float(cont.detach()),
+        "cov": float(cov.detach()),
+        "var": float(var.detach()),
+        "total": float(total.detach()),
+    }
     return total, logs

@@ -63,7 +63,9 @@ def mine_pairs(train: Interactions, n_items: int, config: PairConfig = PairConfi
     keep = (counts >= config.min_count) & (pmi >= config.min_pmi)
     order = np.argsort(-counts[keep], kind="stable")[: config.max_pairs]
     pos = np.stack([a[keep][order], b[keep][order]], axis=1)
-    return CoocPairs(positives=pos, counts=counts[keep][order], cooc_keys=keys, item_counts=item_counts, n_items=n_items)
+    return CoocPairs(
+        positives=pos, counts=counts[keep][order], cooc_keys=keys, item_counts=item_counts, n_items=n_items
+    )
 
 
 def sample_negatives(pairs: CoocPairs, anchors: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,7 +81,9 @@ def sample_negatives(pairs: CoocPairs, anchors: np.ndarray, k: int, rng: np.rand
         lo, hi = np.minimum(anc, neg), np.maximum(anc, neg)
         key = lo * pairs.n_items + hi
         pos = np.searchsorted(pairs.cooc_keys, key)
-        hit = (pos < len(pairs.cooc_keys)) & (pairs.cooc_keys[np.minimum(pos, len(pairs.cooc_keys) - 1)] == key)
+        hit = (pos < len(pairs.cooc_keys)) & (
+            pairs.cooc_keys[np.minimum(pos, len(pairs.cooc_keys) - 1)] == key
+        )
         bad = hit | (anc == neg)
         if not bad.any():
             break

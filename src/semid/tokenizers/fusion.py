@@ -24,7 +24,6 @@ from torch import nn
 class FusionConfig:
     """Fusion-network shape and modality handling."""
 
-    n_sub: int = 5  # n, sub-embeddings (= ID length before disambiguation)
     d_sub: int = 128  # d, size of each sub-embedding
     hidden: int = 2048  # hidden width of the two-layer MLP
     modality_dropout: float = 0.1  # training-time probability of zeroing a whole modality per item
@@ -32,14 +31,18 @@ class FusionConfig:
 
 
 class FusionNet(nn.Module):
-    """``FusionNet(in_dims=[384, 64], config=...)(feats, present) -> (B, n, d)``."""
+    """``FusionNet(in_dims=[384, 64], n_sub=5, config=...)(feats, present) -> (B, n, d)``.
 
-    def __init__(self, *, in_dims: list[int], config: FusionConfig = FusionConfig()):
+    n_sub (n) lives in ``PQConfig`` because it is the ID length; the net emits one block per position.
+    """
+
+    def __init__(self, *, in_dims: list[int], n_sub: int = 5, config: FusionConfig = FusionConfig()):
         super().__init__()
         self.in_dims = list(in_dims)
+        self.n_sub = n_sub
         self.config = config
         d_in = sum(self.in_dims) + (len(self.in_dims) if config.presence_flags else 0)
-        out = config.n_sub * config.d_sub
+        out = n_sub * config.d_sub
         self.fc1 = nn.Linear(d_in, config.hidden)
         self.bn = nn.BatchNorm1d(config.hidden)
         self.fc2 = nn.Linear(config.hidden, out)
@@ -66,4 +69,4 @@ class FusionNet(nn.Module):
         """(B, sum D_m), (B, M) -> fused sub-embeddings (B, n, d)."""
         h = F.relu(self.bn(self.fc1(self.fuse_inputs(x, present))))
         z = self.norm(self.fc2(h))  # (B, n*d)
-        return z.view(len(z), self.config.n_sub, self.config.d_sub)
+        return z.view(len(z), self.n_sub, self.config.d_sub)

@@ -1,0 +1,175 @@
+"""FusID ID quality on MovieLens (title, genres, tags, co-occurrence) and amazon-lcrec Instruments/Games.
+
+Prints one table: conflict rate of the raw PQ codes, codebook utilisation per position, entropy, a
+retrieval proxy (recall of each item's train co-occurring neighbours among the items sharing its first
+code, with the same figure for a random code assignment as baseline), and training time; plus a
+k-means backend comparison (torch vs faiss, same data). Train = leave-one-out train split.
+
+    python benchmarks/bench_fusid.py                # everything (~10 min on 2 CPU cores)
+    python benchmarks/bench_fusid.py --datasets instruments --variants default --compare-kmeans
+
+Budget settings (to stay near 10 CPU-minutes on 2 shared cores): fusion hidden 1024 instead of the paper's
+2048, 2 epochs of 4096 sampled positive pairs each, k-means 20 iterations, MovieLens titles left out
+(``--ml-title`` adds them: ~9.7k MiniLM encodings, minutes on 2 shared cores); raise them with the flags.
+    python benchmarks/bench_fusid.py --datasets instruments --variants default
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semid.data.split import leave_one_out
+from semid.encoders.features import FeaturesConfig, FieldSpec
+from semid.quantize.kmeans import KMeans, KMeansConfig
+from semid.quantize.pq import PQConfig
+from semid.tokenizers.fusid import FusID, FusIDConfig, _default_training
+from semid.tokenizers.fusid_losses import FusIDLossConfig
+from semid.tokenizers.fusid_pairs import PairConfig, cooccurrence_counts
+from semid.tokenizers.fusion import FusionConfig
+
+SHARED = Path(os.environ.get("SEMID_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def load(name: str):
+    from semid.data.amazon import load_amazon_lcrec
+    from semid.data.movielens import load_movielens
+
+    if name == "movielens":
+        return load_movielens(SHARED / "movielens-latest-small", name="movielens")
+    folder = {"instruments": "Instruments", "games": "Games"}[name]
+    return load_amazon_lcrec(SHARED / "amazon-lcrec" / folder, name=folder)
+
+
+def base_config(name: str, epochs: int, pairs_per_epoch: int, hidden: int, title: bool) -> FusIDConfig:
+    if name == "movielens":
+        fields = (
+            *((FieldSpec(field="title", encoder="text"),) if title else ()),
+            FieldSpec(field="genres", encoder="multihot"),
+            FieldSpec(field="tags", encoder="text"),  # rendered "tags: a, b, ..."
+        )
+        feats = FeaturesConfig(fields=fields, dataset=name)
+    else:  # no item text offline: co-occurrence only
+        feats = FeaturesConfig(fields=(), dataset=name, use_codes=False)
+    training = dataclasses.replace(_default_training(), epochs=epochs, batch_size=512, warmup_steps=10)
+    return FusIDConfig(
+        features=feats,
+        fusion=FusionConfig(hidden=hidden),
+        pq=PQConfig(n_sub=5, K=1024, kmeans=KMeansConfig(n_iter=20)),
+        training=training,
+        pairs=PairConfig(window=5, min_count=2),
+        pairs_per_epoch=pairs_per_epoch,
+    )
+
+
+def variants(cfg: FusIDConfig, modalities: list[str]) -> dict[str, FusIDConfig]:
+    out = {
+        "default (n=5,K=1024)": cfg,
+        "K=256": dataclasses.replace(cfg, pq=dataclasses.replace(cfg.pq, K=256)),
+        "alpha=0": dataclasses.replace(cfg, loss=FusIDLossConfig(alpha=0.0)),
+        "no contrastive": dataclasses.replace(cfg, loss=FusIDLossConfig(contrastive=False)),
+    }
+    if len(modalities) > 1:
+        for m in modalities:
+            out[f"drop {m}"] = dataclasses.replace(cfg, modalities=tuple(x for x in modalities if x != m))
+    return out
+
+
+def first_code_recall(codes: np.ndarray, keys: np.ndarray, n_items: int) -> float:
+    """Mean over train co-occurring pairs (window 5) of [both items share the first code]."""
+    a, b = keys // n_items, keys % n_items
+    return float((codes[a, 0] == codes[b, 0]).mean()) if len(a) else float("nan")
+
+
+def kmeans_backends(x: np.ndarray, k: int) -> dict:
+    res = {}
+    for backend in ("torch", "faiss"):
+        t = time.perf_counter()
+        km = KMeans(k, config=KMeansConfig(backend=backend, n_iter=20)).fit(x)
+        res[backend] = (time.perf_counter() - t, km.inertia_)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="instruments,movielens,games")
+    ap.add_argument("--variants", default="all")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--pairs-per-epoch", type=int, default=4096)
+    ap.add_argument("--hidden", type=int, default=1024, help="fusion hidden width (paper: 2048)")
+    ap.add_argument(
+        "--games-variants", default="default,K=256", help="Games is the largest set: fewer variants"
+    )
+    ap.add_argument(
+        "--ml-title", action="store_true", help="MovieLens: also MiniLM-encode the 9.7k titles (slow on CPU)"
+    )
+    ap.add_argument("--compare-kmeans", action="store_true", help="time torch vs faiss k-means (slow on CPU)")
+    ap.add_argument("--results", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rows = []
+    header = f"{'dataset':12s} {'variant':22s} {'conflict':>8s} {'util/pos':>30s} {'ent(bits)':>10s} {'rec@c1':>7s} {'rand':>6s} {'train_s':>7s} {'total_s':>7s}"
+    print(header)
+    for ds_name in args.datasets.split(","):
+        ds = load(ds_name)
+        split = leave_one_out(ds.interactions)
+        cfg = base_config(ds_name, args.epochs, args.pairs_per_epoch, args.hidden, args.ml_title)
+        keys, _ = cooccurrence_counts(split.train, ds.catalog.n_items, 5)
+        mods = (
+            (["title"] if args.ml_title else []) + ["genres", "tags", "cooc"]
+            if ds_name == "movielens"
+            else ["cooc"]
+        )
+        for vname, vcfg in variants(cfg, mods).items():
+            wanted = args.games_variants if ds_name == "games" else args.variants
+            if wanted != "all" and vname.split(" ")[0] not in wanted.split(","):
+                continue
+            tok = FusID(config=vcfg).fit(ds.catalog, split.train)
+            rep = tok.report_
+            rng = np.random.default_rng(0)
+            rand = rng.integers(vcfg.pq.K, size=(ds.catalog.n_items, 1))
+            row = {
+                "dataset": ds_name,
+                "variant": vname,
+                "conflict": rep["conflict_rate"],
+                "util": rep["codebook_utilization"],
+                "entropy": float(np.mean(rep["entropy_bits"])),
+                "recall": first_code_recall(tok.codes_raw_, keys, ds.catalog.n_items),
+                "rand": first_code_recall(rand, keys, ds.catalog.n_items),
+                "train_s": rep["seconds"]["train"],
+                "total_s": rep["seconds"]["total"],
+                "final_loss": tok.loss_log_[-1],
+                "K": vcfg.pq.K,
+            }
+            rows.append(row)
+            util = ",".join(f"{u:.2f}" for u in row["util"])
+            print(
+                f"{ds_name:12s} {vname:22s} {row['conflict']:8.4f} {util:>30s} {row['entropy']:10.2f} "
+                f"{row['recall']:7.4f} {row['rand']:6.4f} {row['train_s']:7.1f} {row['total_s']:7.1f}",
+                flush=True,
+            )
+            if vname.startswith("default") and args.compare_kmeans:
+                z = tok.embeddings_[:, 0]  # first sub-space, the PQ problem at n=5,K=1024
+                kb = kmeans_backends(np.ascontiguousarray(z), vcfg.pq.K)
+                print(
+                    f"  k-means K={vcfg.pq.K} on {z.shape}: torch {kb['torch'][0]:.2f}s inertia "
+                    f"{kb['torch'][1]:.1f} | faiss {kb['faiss'][0]:.2f}s inertia {kb['faiss'][1]:.1f} | "
+                    f"speed ratio torch/faiss {kb['torch'][0] / kb['faiss'][0]:.1f}x",
+                    flush=True,
+                )
+                row["kmeans"] = kb
+    if args.results:
+        import json
+
+        Path(args.results).write_text(json.dumps(rows, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
