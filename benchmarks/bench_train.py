@@ -35,6 +35,7 @@ def svd_rq_codes(train: Interactions, n_items: int, *, dim=32, K=16, levels=3, s
     users = np.repeat(np.arange(train.n_users), train.lengths())
     X = torch.zeros(train.n_users, n_items)
     X[users, train.items] = 1.0
+    torch.manual_seed(seed)
     _, _, V = torch.svd_lowrank(X, q=dim, niter=4)  # V: (n_items, dim)
     r = V.numpy().astype(np.float64)
     rng = np.random.default_rng(seed)

@@ -27,7 +27,9 @@ _CPU_GEN = {"train.epochs": 10, "train.batch_size": 256, "train.lr": 2e-3, "trai
 # on the train split), as the paper encodes each modality separately before fusion.
 # FusID on MovieLens: K=256 keeps every code well used for ~9.7k items; n=4 positions still give
 # 256^4 combinations, so raw conflicts stay ~0 while generation needs one fewer decoding step.
-_FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256}
+_FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256,
+             # titles through the text encoder; genres and tags as multi-hot sets (one text pass on CPU)
+             "fusid.features.auto_set_encoder": "multihot"}
 # MQL4GRec Instruments: the text (LLaMA) and image (CLIP) code tuples are the two modalities.
 _MQL = {"data.dataset": "../shared/data/amazon-mql4grec/Instruments", "data.max_history": 50}
 _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "lemb",
