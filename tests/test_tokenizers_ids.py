@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from semid.errors import CheckpointError
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.ids import conflict_mask, id_report, resolve_collisions
-from semid.errors import CheckpointError
 
 
 def test_resolve_collisions_appends_digit_in_item_order():

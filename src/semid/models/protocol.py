@@ -29,7 +29,7 @@ def pad_topk(items: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple
     """Stack ragged per-row results into ([B, k] int64 padded -1, [B, k] float32 padded -inf)."""
     out_i = np.full((len(items), k), -1, dtype=np.int64)
     out_s = np.full((len(items), k), -np.inf, dtype=np.float32)
-    for r, (it, sc) in enumerate(zip(items, scores)):
+    for r, (it, sc) in enumerate(zip(items, scores, strict=False)):
         m = min(k, len(it))
         out_i[r, :m] = it[:m]
         out_s[r, :m] = sc[:m]

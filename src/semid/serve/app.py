@@ -9,7 +9,6 @@ an empty history is allowed (popularity-like cold start from the model's prior).
 """
 
 
-from pathlib import Path
 
 import numpy as np
 
