@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from semid.data.split import leave_one_out
-from semid.encoders.features import FeaturesConfig, FieldSpec
+from semid.encoders.features import FeaturesConfig, FieldSpec, build_features
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.quantize.pq import PQConfig
 from semid.tokenizers.fusid import FusID, FusIDConfig, _default_training
@@ -85,6 +85,32 @@ def first_code_recall(codes: np.ndarray, keys: np.ndarray, n_items: int) -> floa
     """Mean over train co-occurring pairs (window 5) of [both items share the first code]."""
     a, b = keys // n_items, keys % n_items
     return float((codes[a, 0] == codes[b, 0]).mean()) if len(a) else float("nan")
+
+
+def cold_start(tok: FusID, catalog, train) -> dict[str, tuple[float, float, float]]:
+    """Remove one modality from EVERY item at inference (zeros + presence flag off), re-encode.
+
+    Returns per modality: (share of items that still get an ID, share keeping the same first code,
+    share keeping the same full raw code). Items whose only modality was removed have no input left.
+    """
+    feats = tok._select(build_features(catalog, train, tok.config.features))
+    x, present = tok._stack(feats)  # (N, sum D_m), (N, M)
+    base = tok.pq_.encode(tok.embed(x, present))
+    offs = np.cumsum([0, *tok.in_dims_])
+    out = {}
+    for j, m in enumerate(tok.modalities_):
+        x2, p2 = x.copy(), present.copy()
+        x2[:, offs[j] : offs[j + 1]] = 0.0
+        p2[:, j] = False
+        ok = p2.any(axis=1)
+        codes = tok.pq_.encode(tok.embed(x2, p2))
+        assert ((codes >= 0) & (codes < tok.config.pq.K)).all()
+        out[m] = (
+            float(ok.mean()),
+            float((codes[ok, 0] == base[ok, 0]).mean()),
+            float((codes[ok] == base[ok]).all(axis=1).mean()),
+        )
+    return out
 
 
 def kmeans_backends(x: np.ndarray, k: int) -> dict:
@@ -155,6 +181,12 @@ def main() -> None:
                 f"{row['recall']:7.4f} {row['rand']:6.4f} {row['train_s']:7.1f} {row['total_s']:7.1f}",
                 flush=True,
             )
+            if vname.startswith("default") and len(tok.modalities_) > 1:
+                cs = cold_start(tok, ds.catalog, split.train)
+                row["cold_start"] = cs
+                for m, (has_id, same1, same_all) in cs.items():
+                    print(f"  without {m:8s}: items with input {has_id:.3f}, same first code {same1:.3f}, "
+                          f"same full code {same_all:.3f}", flush=True)
             if vname.startswith("default") and args.compare_kmeans:
                 z = tok.embeddings_[:, 0]  # first sub-space, the PQ problem at n=5,K=1024
                 kb = kmeans_backends(np.ascontiguousarray(z), vcfg.pq.K)

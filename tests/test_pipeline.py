@@ -97,3 +97,29 @@ def test_every_preset_resolves():
     for name in PRESETS:
         cfg = resolve(name)
         assert cfg.model and cfg.data.dataset
+
+
+def test_train_tail_bounds_only_the_model_data(tiny_amazon):
+    from semid.data.types import Interactions
+    from semid.pipeline.runner import model_train, prepare_data
+
+    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "data.train_tail": 3})
+    ds, split = prepare_data(cfg)
+    tail = model_train(cfg, split.train)
+    full = split.train.to_lists()
+    assert tail.n_users == split.train.n_users and (tail.lengths() == np.minimum(split.train.lengths(), 3)).all()
+    for a, b in zip(tail.to_lists(), full, strict=True):
+        assert a.tolist() == b[-3:].tolist()  # the most recent items, order kept
+    assert model_train(resolve(None, {**FAST, "data.dataset": str(tiny_amazon)}), split.train) is split.train
+    with pytest.raises(SemidError, match="train_tail"):
+        prepare_data(resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "data.train_tail": -1}))
+    assert isinstance(tail, Interactions)
+
+
+def test_cf_sasrec_uses_its_own_epoch_budget():
+    from semid.pipeline.runner import _reseed, _sasrec
+
+    cfg = _reseed(resolve(None, {"train.epochs": 2, "sasrec_cf_epochs": 7, "seed": 5}))
+    cf = _sasrec(cfg, 32, None)
+    assert cf.train_config.epochs == 7 and cf.train_config.seed == 5 and cf.config.hidden == 32
+    assert _sasrec(cfg, None, None).train_config.epochs == 2

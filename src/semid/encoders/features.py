@@ -47,6 +47,9 @@ class FeaturesConfig:
     cooc: bool = True  # add item2vec co-occurrence from the train sequences as modality "cooc"
     use_embeddings: bool = True  # add every catalog.embeddings entry as a modality
     use_codes: bool = True  # add every catalog.codes entry as one-hots, modality "codes:<name>"
+    # Level l's one-hot is scaled by decay**l: 1.0 = plain concatenated one-hots (default); < 1 makes
+    # coarse levels dominate distances, like the residual structure the tuples came from (issue 7 ablation).
+    code_level_decay: float = 1.0
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)  # text encoder settings
     multihot: MultiHotConfig = field(default_factory=MultiHotConfig)  # multi-hot settings
     item2vec: Item2VecConfig = field(default_factory=Item2VecConfig)  # co-occurrence settings
@@ -90,10 +93,13 @@ def interactions_hash(train: Interactions) -> bytes:
     return h.hexdigest().encode()
 
 
-def _codes_onehot(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
+def _codes_onehot(codes: np.ndarray, sizes: list[int], decay: float = 1.0) -> np.ndarray:
+    """int [N, L] -> float32 [N, sum(sizes)]: level l's one-hot scaled by decay**l."""
     from semid.data.codes import codes_to_onehot
 
-    return codes_to_onehot(codes, sizes)
+    if not 0.0 < decay <= 1.0:
+        raise ConfigError(f"code_level_decay must be in (0, 1], got {decay}")
+    return codes_to_onehot(codes, sizes, weights=[decay**lvl for lvl in range(len(sizes))])
 
 
 def build_features(
@@ -157,7 +163,7 @@ def build_features(
     if cfg.use_codes:
         for name, codes in catalog.codes.items():
             sizes = catalog.code_sizes.get(name) or [int(m) + 1 for m in np.asarray(codes).max(axis=0)]
-            out[f"codes:{name}"] = (_codes_onehot(codes, sizes), (np.asarray(codes) >= 0).all(axis=1))
+            out[f"codes:{name}"] = (_codes_onehot(codes, sizes, cfg.code_level_decay), (np.asarray(codes) >= 0).all(axis=1))
     for name, (emb, mask) in out.items():
         if emb.shape[0] != catalog.n_items or mask.shape != (catalog.n_items,):
             raise RuntimeError(

@@ -26,6 +26,10 @@ class DataConfig:
     max_history: int = 50  # eval histories keep the last N items (MQL4GRec: 50); 0 = all
     k_core: int = 0  # iterative k-core filter before splitting (0 = off)
     min_length: int = 0  # drop sequences shorter than this before splitting (0 = off)
+    # The sequence model trains on each user's last N train items only (0 = all): bounds CPU time on
+    # long MovieLens histories. Features/tokenizers still see the whole train split, and valid/test
+    # histories are untouched, so evaluation is the same protocol.
+    train_tail: int = 0
     holdout: int = 5  # continuation: items held out per sampled sequence
     holdout_frac: float = 0.1  # continuation: fraction of sequences sampled for valid+test
 
@@ -37,7 +41,8 @@ class RunConfig:
     Feature specs are ``name=kind[:args]``:
       text:f1,f2      sentence-transformers over the fields rendered to text (title, tags, ...)
       multihot:f      multi-hot of a set field (genres, categories), see MultiHotConfig
-      codes:k         per-level one-hot of precomputed code tuples catalog.codes[k] (MQL4GRec indices)
+      codes:k[,decay=d]  per-level one-hots of precomputed code tuples catalog.codes[k] (MQL4GRec
+                         indices); level l scaled by d**l (default 1 = plain one-hots)
       item2vec        skip-gram co-occurrence embeddings learned on the TRAIN split only
       sasrec          SASRec item embeddings (hidden = sasrec_cf_dim) learned on the TRAIN split only
     """
@@ -51,6 +56,7 @@ class RunConfig:
     precomputed: str = ""  # precomputed tokenizer: catalog.codes key or a path to a code file
     model: str = "gpt2"  # popular | sasrec | gpt2 | t5 | musicrec_gen
     sasrec_cf_dim: int = 32  # width of the SASRec embeddings used as z_cf (MusicRec: 32)
+    sasrec_cf_epochs: int = 30  # that SASRec's own epoch budget (the generator's train.epochs is often smaller)
     device: str = "auto"  # auto | cpu | cuda
     eval_batch_size: int = 256  # histories per recommend() call in the final evaluation
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -61,10 +61,17 @@ def attach_features(catalog: Catalog, train: Interactions, specs: tuple[str, ...
                 raise ConfigError(f"feature {spec!r}: multihot needs one field of {sorted(catalog.fields)}")
             emb, mask = MultiHotEncoder().encode(catalog.fields[args[0]])
         elif kind == "codes":
-            if len(args) != 1 or args[0] not in catalog.codes:
-                raise ConfigError(f"feature {spec!r}: codes needs one of catalog.codes {sorted(catalog.codes)}")
-            c = catalog.codes[args[0]]
-            emb = codes_to_onehot(c, catalog.code_sizes[args[0]])
+            # codes:<name>[,decay=<d>]: concatenated per-level one-hots, level l scaled by d**l
+            opts = dict(a.split("=", 1) for a in args if "=" in a)
+            names = [a for a in args if "=" not in a]
+            if len(names) != 1 or names[0] not in catalog.codes or set(opts) - {"decay"}:
+                raise ConfigError(f"feature {spec!r}: use codes:<one of {sorted(catalog.codes)}>[,decay=<d>]")
+            c = catalog.codes[names[0]]
+            decay = float(opts.get("decay", 1.0))
+            if not 0.0 < decay <= 1.0:
+                raise ConfigError(f"feature {spec!r}: decay must be in (0, 1], got {decay}")
+            sizes = catalog.code_sizes[names[0]]
+            emb = codes_to_onehot(c, sizes, weights=[decay**lvl for lvl in range(len(sizes))])
             mask = (c >= 0).all(axis=1)
         elif kind == "item2vec":
             from semid.encoders.cooc import Item2VecConfig, Item2VecEncoder

@@ -29,7 +29,13 @@ _CPU_GEN = {"train.epochs": 10, "train.batch_size": 256, "train.lr": 2e-3, "trai
 # 256^4 combinations, so raw conflicts stay ~0 while generation needs one fewer decoding step.
 _FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256,
              # titles through the text encoder; genres and tags as multi-hot sets (one text pass on CPU)
-             "fusid.features.auto_set_encoder": "multihot"}
+             "fusid.features.auto_set_encoder": "multihot",
+             # 10 epochs of 40k sampled positive pairs (of the 200k mined) keep fusion training ~1 CPU-minute
+             "fusid.pairs_per_epoch": 40_000}
+# The README's job must finish in a few CPU minutes: the decoder sees each user's last 30 train items
+# with 10-item histories (MovieLens users average ~165 ratings; all positions would be ~100k examples).
+_QUICK_GEN = {**_CPU_GEN, "train.epochs": 8, "train.patience": 2, "data.train_tail": 30,
+              "gpt2.max_history": 10, "t5.max_history": 10}
 # MQL4GRec Instruments: the text (LLaMA) and image (CLIP) code tuples are the two modalities.
 _MQL = {"data.dataset": "../shared/data/amazon-mql4grec/Instruments", "data.max_history": 50}
 _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "lemb",
@@ -38,7 +44,11 @@ _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
         "FusID IDs (title+tags text, genres, co-occurrence) + GPT-2 on built-in MovieLens; a few CPU minutes",
-        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_CPU_GEN},
+        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GEN},
+    ),
+    "movielens-fusid-t5": RunPreset(
+        "FusID IDs (as quickstart) + T5 encoder-decoder on built-in MovieLens",
+        {**_ML, "name": "fusid+t5", **_FUSID_ML, "model": "t5", **_QUICK_GEN},
     ),
     "movielens-popular": RunPreset("MostPopular on built-in MovieLens",
                                    {**_ML, "name": "popular", "tokenizer": "none", "model": "popular"}),

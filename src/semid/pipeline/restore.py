@@ -15,7 +15,7 @@ from semid.data.types import Dataset, Split
 from semid.errors import CheckpointError
 from semid.io import read_json
 from semid.pipeline.config import RunConfig
-from semid.pipeline.runner import build_model, build_tokenizer, prepare_data, torch_module
+from semid.pipeline.runner import build_model, build_tokenizer, model_train, prepare_data, torch_module
 
 
 @dataclass
@@ -46,7 +46,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
         tokenizer = type(tokenizer).load(tok_dir)
     model = build_model(cfg, tokenizer, tasks, run_dir / "model")
     if cfg.model == "popular":
-        model.fit(split.train, ds.catalog, None)
+        model.fit(model_train(cfg, split.train), ds.catalog, None)
         return LoadedRun(cfg, ds, split, tokenizer, model)
     _init_untrained(model, ds, split)
     weights = run_dir / "model" / "final.safetensors"

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from semid.config import to_dict
 from semid.data import dataset_stats, k_core, leave_one_out, load_dataset, min_length, playlist_continuation
-from semid.data.types import Dataset, Split
+from semid.data.types import Dataset, Interactions, Split
 from semid.errors import ConfigError
 from semid.eval.evaluator import evaluate, write_metrics
 from semid.io import make_run_dir, read_json, write_json
 from semid.pipeline.config import MODELS, TOKENIZERS, RunConfig
 from semid.pipeline.features import attach_features
-from semid.train.loop import seed_everything
+from semid.train.loop import TrainConfig, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,33 @@ def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
                                       seed=cfg.seed)
     else:
         raise ConfigError(f"data.split={cfg.data.split!r}: use 'loo' or 'continuation'")
+    if cfg.data.train_tail < 0:
+        raise ConfigError(f"data.train_tail={cfg.data.train_tail}: use 0 (all) or a positive item count")
     return ds, split
 
 
+def model_train(cfg: RunConfig, train: Interactions) -> Interactions:
+    """The sequences the recommender fits on: each user's last ``data.train_tail`` train items (0 = all).
+
+    Features and tokenizers always see the whole train split; only the sequence model is bounded.
+    """
+    if not cfg.data.train_tail:
+        return train
+    tail = [s[-cfg.data.train_tail:] for s in train.to_lists()]
+    return Interactions.from_lists(tail, user_ids=train.user_ids)
+
+
 def _sasrec(cfg: RunConfig, hidden: int | None, run_dir: Path | None):
+    """SASRec as the run's model (hidden=None) or as the z_cf provider (its own width and epochs)."""
     from semid.models.sasrec import SASRec
 
-    sc = cfg.sasrec if hidden is None else dataclasses.replace(cfg.sasrec, hidden=hidden)
-    return SASRec(config=sc, train=cfg.train, run_dir=run_dir)
+    if hidden is None:
+        return SASRec(config=cfg.sasrec, train=cfg.train, run_dir=run_dir)
+    # TrainConfig defaults (lr 1e-3, patience 5) with its own epoch budget; seed/device/resume from the run
+    t = cfg.train
+    train = TrainConfig(epochs=cfg.sasrec_cf_epochs, seed=t.seed, device=t.device, bf16=t.bf16, progress=t.progress,
+                        resume=t.resume)
+    return SASRec(config=dataclasses.replace(cfg.sasrec, hidden=hidden), train=train, run_dir=run_dir)
 
 
 def build_tokenizer(cfg: RunConfig):
@@ -211,7 +230,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
 
     model = build_model(cfg, tokenizer, tasks, run_dir / "model")
     t2 = time.perf_counter()
-    model.fit(split.train, ds.catalog, split.valid)
+    model.fit(model_train(cfg, split.train), ds.catalog, split.valid)
     train_s = time.perf_counter() - t2
     save_model_weights(model, run_dir / "model")
     out = {"tokenizer": report, "train_seconds": train_s}
