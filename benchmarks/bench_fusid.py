@@ -137,8 +137,9 @@ def main() -> None:
     )
     ap.add_argument("--compare-kmeans", action="store_true", help="time torch vs faiss k-means (slow on CPU)")
     ap.add_argument("--results", default="")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = []
     header = f"{'dataset':12s} {'variant':22s} {'conflict':>8s} {'util/pos':>30s} {'ent(bits)':>10s} {'rec@c1':>7s} {'rand':>6s} {'train_s':>7s} {'total_s':>7s}"

@@ -44,3 +44,14 @@ def test_pipeline_spec_decay_and_bad_specs():
             attach_features(cat, train, (bad,), dataset="x")
     with pytest.raises(ConfigError, match="code_level_decay"):
         build_features(cat, None, FeaturesConfig(cooc=False, cache=False, code_level_decay=0.0))
+
+
+def test_rqvae_and_musicrec_inputs_take_the_same_weighted_codes():
+    from semid.tokenizers.rqvae import modality_features
+
+    cat, codes = _catalog()
+    plain, half = modality_features(cat, "lemb"), modality_features(cat, "lemb", 0.5)
+    np.testing.assert_array_equal(onehot_to_codes(plain, [4, 4, 4]), codes)
+    np.testing.assert_allclose(half[0][half[0] > 0], [1.0, 0.5, 0.25])
+    with pytest.raises(ConfigError, match="code_level_decay"):
+        modality_features(cat, "lemb", 1.5)

@@ -48,6 +48,7 @@ class MusicRecConfig:
     weight_decay: float = 1e-4  # AdamW weight decay
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
     seed: int = 0  # torch / numpy seed
+    code_level_decay: float = 1.0  # code-tuple modalities: level l's one-hot scaled by decay**l (1 = plain)
 
 
 @dataclass
@@ -172,8 +173,8 @@ class MusicRecTokenizer(BaseTokenizer):
     def fit(self, catalog: Catalog, train: Interactions | None = None) -> MusicRecTokenizer:
         c = self.config
         torch.manual_seed(c.seed)
-        xt = torch.from_numpy(modality_features(catalog, c.text_modality))
-        xi = torch.from_numpy(modality_features(catalog, c.image_modality))
+        xt = torch.from_numpy(modality_features(catalog, c.text_modality, c.code_level_decay))
+        xi = torch.from_numpy(modality_features(catalog, c.image_modality, c.code_level_decay))
         self.model = MusicRecModel(text_dim=xt.shape[1], image_dim=xi.shape[1], config=c)
         zcf = torch.from_numpy(cf_features(catalog, c.cf_embedding)) if (c.alpha > 0 or c.beta > 0) else None
         # ẑ = [ẑ_t; ẑ_i] (2d) is mapped to z_cf's width by a linear head (see alignment.py).

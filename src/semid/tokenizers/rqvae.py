@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from semid.config import from_dict
+from semid.data.codes import codes_to_onehot
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
 from semid.quantize.rq import ResidualQuantizer
@@ -43,6 +44,7 @@ class RQVAEConfig:
     weight_decay: float = 1e-4  # AdamW weight decay
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
     seed: int = 0  # torch / numpy seed
+    code_level_decay: float = 1.0  # code-tuple modality: level l's one-hot scaled by decay**l (1 = plain)
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -55,20 +57,17 @@ def mlp(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def modality_features(catalog: Catalog, name: str) -> np.ndarray:
-    """float32 [N, D] features of modality ``name``: an embedding, or a code tuple one-hot per level."""
+def modality_features(catalog: Catalog, name: str, code_level_decay: float = 1.0) -> np.ndarray:
+    """float32 [N, D] features of modality ``name``: an embedding, or a code tuple as concatenated per-level
+    one-hots with level l scaled by ``code_level_decay**l`` (items without a tuple: zero rows)."""
     if name in catalog.embeddings:
         return np.asarray(catalog.embeddings[name], dtype=np.float32)
     if name in catalog.codes:
+        if not 0.0 < code_level_decay <= 1.0:
+            raise ConfigError(f"code_level_decay must be in (0, 1], got {code_level_decay}")
         codes = catalog.codes[name]
         sizes = catalog.code_sizes.get(name) or [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
-        out = np.zeros((len(codes), int(sum(sizes))), dtype=np.float32)
-        off = 0
-        for j, s in enumerate(sizes):
-            ok = codes[:, j] >= 0
-            out[np.flatnonzero(ok), off + codes[ok, j]] = 1.0
-            off += s
-        return out
+        return codes_to_onehot(codes, sizes, weights=[code_level_decay**lvl for lvl in range(len(sizes))])
     raise ConfigError(
         f"modality {name!r} is neither in catalog.embeddings {sorted(catalog.embeddings)} nor in catalog.codes "
         f"{sorted(catalog.codes)}; set the tokenizer config's modality field to one of them"
@@ -155,7 +154,7 @@ class RQVAETokenizer(BaseTokenizer):
     def fit(self, catalog: Catalog, train: Interactions | None = None) -> RQVAETokenizer:
         c = self.config
         torch.manual_seed(c.seed)
-        x = torch.from_numpy(modality_features(catalog, c.modality))
+        x = torch.from_numpy(modality_features(catalog, c.modality, c.code_level_decay))
         self.model = RQVAE(in_dim=x.shape[1], config=c)
         self.align = CollaborativeAlignment(
             in_dim=c.latent_dim, cf_dim=c.latent_dim, alpha=c.alpha, beta=c.beta, tau=c.tau
