@@ -89,3 +89,16 @@ def test_nan_loss_raises_clear_error():
     make, batches, _ = _problem()
     with pytest.raises(FloatingPointError, match="lr"):
         Trainer(CFG).fit(make(), batches, lambda m, b: m(b["x"]).sum() * float("nan"))
+
+
+def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
+    from semid.errors import ConfigError
+
+    make, batches, loss_fn = _problem()
+    cfg = TrainConfig(epochs=2, lr=1e-2, warmup_steps=2, patience=0, device="cpu", progress=False)
+    Trainer(cfg, tmp_path).fit(make(), batches, loss_fn)
+    log = (tmp_path / "train_log.jsonl").read_text()
+    with pytest.raises(ConfigError, match="already holds a checkpoint"):
+        Trainer(cfg, tmp_path).fit(make(), batches, loss_fn)
+    assert (tmp_path / "train_log.jsonl").read_text() == log  # nothing appended or replaced
+    Trainer(cfg, tmp_path, resume=True).fit(make(), batches, loss_fn)  # continuing is allowed

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from semid.device import pick_device
-from semid.errors import CheckpointError
+from semid.errors import CheckpointError, ConfigError
 from semid.io import atomic_write, write_json
 
 
@@ -156,7 +156,14 @@ class Trainer:
         res = TrainResult()
         best_state: dict | None = None
         bad_evals, start_epoch = 0, 0
-        if self.resume and self.ckpt_dir is not None and (self.ckpt_dir / "state.json").exists():
+        has_ckpt = self.ckpt_dir is not None and (self.ckpt_dir / "state.json").exists()
+        if has_ckpt and not self.resume:
+            # Never overwrite an earlier run's checkpoint and log silently.
+            raise ConfigError(
+                f"{self.ckpt_dir} already holds a checkpoint: resume it (TrainConfig.resume=True / --resume) "
+                "or train into another run directory"
+            )
+        if self.resume and has_ckpt:
             state, best_state = self._load(model, opt, sched)
             start_epoch = state["epoch"] + 1
             bad_evals = state["bad_evals"]
