@@ -211,5 +211,17 @@ def presets():
     console.print(t)
 
 
+@app.command()
+def plot(run_dir: Path = typer.Argument(..., help="a run directory written by `semid run`")):
+    """Training curves and semantic-ID code usage of a run, as PNGs under <run_dir>/plots/."""
+    from semid.plots import plot_run
+
+    try:
+        for path in plot_run(run_dir):
+            console.print(f"wrote [bold]{path}[/]")
+    except SemidError as e:
+        _fail(e)
+
+
 if __name__ == "__main__":
     app()
