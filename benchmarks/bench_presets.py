@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         if (run_dir / "summary.json").is_file():
             res = json.loads((run_dir / "summary.json").read_text())
         else:
-            res = run(cfg, run_dir, overwrite=run_dir.exists())
+            res = run(cfg, run_dir, resume=run_dir.exists())  # an interrupted run continues
         res["wall_s"] = time.perf_counter() - t0
         results[name] = res
         m = res["test"]
