@@ -43,7 +43,7 @@ _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "
 
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
-        "FusID IDs (title+tags text, genres, co-occurrence) + GPT-2 on built-in MovieLens; a few CPU minutes",
+        "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~8 min on 2 CPU cores",
         {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GEN},
     ),
     "movielens-fusid-t5": RunPreset(
