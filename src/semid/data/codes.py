@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semid.errors import DataError
+from semid.errors import ConfigError, DataError
 
 _TOKEN = re.compile(r"^<([A-Za-z]+)_(\d+)>$")
 
@@ -121,6 +121,13 @@ def read_code_index(path: str | Path, *, n_items: int | None = None) -> tuple[np
         raise DataError(f"{path}: {len(codes)} code rows but the catalog has {n_items} items")
     sizes = [int(m) + 1 for m in codes.max(axis=0)]
     return codes, sizes
+
+
+def level_decay_weights(decay: float, n_levels: int) -> list[float]:
+    """Per-level one-hot scales ``[1, decay, decay**2, ...]`` for ``codes_to_onehot``; decay in (0, 1]."""
+    if not 0.0 < decay <= 1.0:
+        raise ConfigError(f"code_level_decay must be in (0, 1], got {decay}")
+    return [decay**lvl for lvl in range(n_levels)]
 
 
 def codes_to_onehot(codes: np.ndarray, sizes: list[int], weights: list[float] | None = None) -> np.ndarray:

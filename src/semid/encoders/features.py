@@ -95,11 +95,9 @@ def interactions_hash(train: Interactions) -> bytes:
 
 def _codes_onehot(codes: np.ndarray, sizes: list[int], decay: float = 1.0) -> np.ndarray:
     """int [N, L] -> float32 [N, sum(sizes)]: level l's one-hot scaled by decay**l."""
-    from semid.data.codes import codes_to_onehot
+    from semid.data.codes import codes_to_onehot, level_decay_weights
 
-    if not 0.0 < decay <= 1.0:
-        raise ConfigError(f"code_level_decay must be in (0, 1], got {decay}")
-    return codes_to_onehot(codes, sizes, weights=[decay**lvl for lvl in range(len(sizes))])
+    return codes_to_onehot(codes, sizes, weights=level_decay_weights(decay, len(sizes)))
 
 
 def build_features(

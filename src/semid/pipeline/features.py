@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from semid.data.codes import codes_to_onehot
+from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
 
@@ -67,11 +67,12 @@ def attach_features(catalog: Catalog, train: Interactions, specs: tuple[str, ...
             if len(names) != 1 or names[0] not in catalog.codes or set(opts) - {"decay"}:
                 raise ConfigError(f"feature {spec!r}: use codes:<one of {sorted(catalog.codes)}>[,decay=<d>]")
             c = catalog.codes[names[0]]
-            decay = float(opts.get("decay", 1.0))
-            if not 0.0 < decay <= 1.0:
-                raise ConfigError(f"feature {spec!r}: decay must be in (0, 1], got {decay}")
             sizes = catalog.code_sizes[names[0]]
-            emb = codes_to_onehot(c, sizes, weights=[decay**lvl for lvl in range(len(sizes))])
+            try:
+                weights = level_decay_weights(float(opts.get("decay", 1.0)), len(sizes))
+            except ConfigError as e:
+                raise ConfigError(f"feature {spec!r}: {e}") from None
+            emb = codes_to_onehot(c, sizes, weights=weights)
             mask = (c >= 0).all(axis=1)
         elif kind == "item2vec":
             from semid.encoders.cooc import Item2VecConfig, Item2VecEncoder

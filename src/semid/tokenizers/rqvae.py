@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from semid.config import from_dict
-from semid.data.codes import codes_to_onehot
+from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
 from semid.quantize.rq import ResidualQuantizer
@@ -63,11 +63,9 @@ def modality_features(catalog: Catalog, name: str, code_level_decay: float = 1.0
     if name in catalog.embeddings:
         return np.asarray(catalog.embeddings[name], dtype=np.float32)
     if name in catalog.codes:
-        if not 0.0 < code_level_decay <= 1.0:
-            raise ConfigError(f"code_level_decay must be in (0, 1], got {code_level_decay}")
         codes = catalog.codes[name]
         sizes = catalog.code_sizes.get(name) or [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
-        return codes_to_onehot(codes, sizes, weights=[code_level_decay**lvl for lvl in range(len(sizes))])
+        return codes_to_onehot(codes, sizes, weights=level_decay_weights(code_level_decay, len(sizes)))
     raise ConfigError(
         f"modality {name!r} is neither in catalog.embeddings {sorted(catalog.embeddings)} nor in catalog.codes "
         f"{sorted(catalog.codes)}; set the tokenizer config's modality field to one of them"
