@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from semid.data.split import leave_one_out
-from semid.encoders.features import FeaturesConfig, FieldSpec, build_features
+from semid.encoders.features import FeaturesConfig, FieldSpec
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.quantize.pq import PQConfig
 from semid.tokenizers.fusid import FusID, FusIDConfig, _default_training
@@ -93,8 +93,7 @@ def cold_start(tok: FusID, catalog, train) -> dict[str, tuple[float, float, floa
     Returns per modality: (share of items that still get an ID, share keeping the same first code,
     share keeping the same full raw code). Items whose only modality was removed have no input left.
     """
-    feats = tok._select(build_features(catalog, train, tok.config.features))
-    x, present = tok._stack(feats)  # (N, sum D_m), (N, M)
+    x, present = tok.inputs(catalog, train)  # (N, sum D_m), (N, M)
     base = tok.pq_.encode(tok.embed(x, present))
     offs = np.cumsum([0, *tok.in_dims_])
     out = {}

@@ -195,14 +195,18 @@ class FusID(BaseTokenizer):
         ]
         return np.concatenate(out).astype(np.float32)
 
-    def transform(self, catalog: Catalog, train: Interactions | None = None) -> np.ndarray:
-        """Raw PQ codes [N, n] for a catalog built like the fitted one (same modalities and widths)."""
+    def inputs(self, catalog: Catalog, train: Interactions | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Fusion-net inputs for a catalog built like the fitted one: x float32 [N, sum D_m], present bool [N, M]."""
         x, present = self._stack(self._select(build_features(catalog, train, self.config.features)))
         if x.shape[1] != sum(self.in_dims_):
             raise ConfigError(
                 f"catalog features are {x.shape[1]}-d, the fitted FusID expects {sum(self.in_dims_)}"
             )
-        return self.pq_.encode(self.embed(x, present))
+        return x, present
+
+    def transform(self, catalog: Catalog, train: Interactions | None = None) -> np.ndarray:
+        """Raw PQ codes [N, n] for a catalog built like the fitted one (same modalities and widths)."""
+        return self.pq_.encode(self.embed(*self.inputs(catalog, train)))
 
     # ------------------------------------------------------------------ persistence
     def state_tensors(self) -> dict:
