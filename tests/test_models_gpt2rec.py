@@ -119,3 +119,15 @@ def test_needs_codes_or_tokenizer():
         GPT2Rec().setup()
     with pytest.raises(ConfigError, match="fit"):
         _rec().recommend([np.array([1])], k=3)
+
+
+def test_init_is_seeded_by_the_train_config():
+    """Two fits with the same seed give the same weights, whatever consumed the global torch RNG before."""
+    seqs = [[(s + j) % 12 for j in range(6)] for s in range(12)]
+    train, catalog = Interactions.from_lists(seqs), Catalog(item_ids=np.arange(12).astype(str))
+    cfg = TrainConfig(epochs=1, batch_size=32, warmup_steps=1, progress=False, device="cpu", patience=0)
+    a = _rec(train=cfg).fit(train, catalog)
+    torch.rand(1000)
+    b = _rec(train=cfg).fit(train, catalog)
+    for (name, x), (_, y) in zip(a.model_.state_dict().items(), b.model_.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, msg=f"{name} differs between two seeded fits")

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
@@ -91,3 +92,13 @@ def test_items_missing_a_modality_get_ids():
     assert tok.coverage_["content"] < 1 and tok.coverage_["genres"] < 1 and tok.coverage_["cooc"] < 1
     for i in (5, 7, 0):  # no genres / no content embedding / never in train
         assert (tok.encode(np.array([i])) >= 0).all()
+
+
+def test_fit_is_reproducible_whatever_the_global_rng_state():
+    """Same config and seed -> same codes, even when something consumed the global torch RNG in between."""
+    cat, train = _data()
+    a = FusID(config=_cfg()).fit(cat, train)
+    torch.rand(1000)  # e.g. a text encoder initialising weights before loading them
+    b = FusID(config=_cfg()).fit(cat, train)
+    np.testing.assert_array_equal(a.codes_raw_, b.codes_raw_)
+    np.testing.assert_array_equal(a.embeddings_, b.embeddings_)

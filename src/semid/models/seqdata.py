@@ -214,6 +214,9 @@ class CodeSeqRecommender:
     ) -> CodeSeqRecommender:
         """``setup`` + a randomly initialised model in eval mode (what ``fit`` starts from; used by tests)."""
         self.setup(catalog, train)
+        # Seed the init here, not only in the Trainer: it runs after the model exists, and whatever ran before
+        # (e.g. loading a text encoder) may have consumed the global torch RNG.
+        torch.manual_seed(self.train_config.seed)
         self.model_ = self._build_model(self.vocab_.size).eval()
         return self
 
@@ -222,6 +225,9 @@ class CodeSeqRecommender:
         from semid.train.loop import Trainer
 
         self.setup(catalog, train)
+        # Seed the init here, not only in the Trainer: it runs after the model exists, and whatever ran before
+        # (e.g. loading a text encoder) may have consumed the global torch RNG.
+        torch.manual_seed(self.train_config.seed)
         self.model_ = self._build_model(self.vocab_.size)
         examples = NextItemExamples(train, max_history=self.config.max_history)
         if len(examples) == 0:

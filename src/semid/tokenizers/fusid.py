@@ -99,6 +99,9 @@ class FusID(BaseTokenizer):
         x, present = self._stack(feats)
         t_feat = time.perf_counter()
 
+        # Seed the init from the config (the Trainer seeds only after the net exists; earlier steps such as a
+        # text encoder's loading may have consumed the global torch RNG).
+        torch.manual_seed(cfg.training.seed)
         self.fusion_ = FusionNet(in_dims=self.in_dims_, n_sub=cfg.pq.n_sub, config=cfg.fusion)
         self.loss_log_ = self._train(x, present, train)
         t_train = time.perf_counter()
