@@ -60,22 +60,10 @@ METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
 def _budget(name: str, preset: str) -> dict:
-    from semid.pipeline.config import RunConfig
+    """The budget's overrides for one preset (an unknown key fails in ``resolve``, naming it)."""
     from semid.pipeline.presets import PRESETS
 
-    b = dict(BUDGETS[name])
-    # drop budget keys the config tree does not have (e.g. a section renamed) rather than fail the sweep
-    cfg = RunConfig()
-    known = {}
-    for k, v in b.items():
-        obj, ok = cfg, True
-        for part in k.split("."):
-            if not hasattr(obj, part):
-                ok = False
-                break
-            obj = getattr(obj, part)
-        if ok:
-            known[k] = v
+    known = dict(BUDGETS[name])
     if PRESETS[preset].overrides.get("model") in ("popular", "sasrec"):
         # baselines are cheap: all train data and SASRec's own schedule (30 epochs, patience 5)
         known = {k: v for k, v in known.items() if not k.startswith(("train.", "data.train_tail"))}
