@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from semid.errors import ConfigError, DataError
-from semid.io import atomic_write
+from semid.io import atomic_write, read_json
 
 
 def _pyplot():
@@ -99,7 +99,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     codes_file = ids / "codes_raw.npy" if (ids / "codes_raw.npy").is_file() else ids / "codes.npy"
     if codes_file.is_file() and (ids / "report.json").is_file():
         codes = np.load(codes_file)
-        report = json.loads((ids / "report.json").read_text())
+        report = read_json(ids / "report.json")  # a corrupt report is named, not a bare JSONDecodeError
         K = int(report.get("codebook_size", 0))
         sizes = [max(K, int(codes[:, j].max()) + 1) for j in range(codes.shape[1])]
         written.append(plot_code_usage(codes, sizes, run_dir / "plots" / "ids.png"))
