@@ -68,6 +68,10 @@ def _budget(name: str, preset: str) -> dict:
         # baselines are cheap: all train data and SASRec's own schedule (30 epochs, patience 5)
         known = {k: v for k, v in known.items() if not k.startswith(("train.", "data.train_tail"))}
         known.update({"train.epochs": 30, "train.patience": 5})
+    elif PRESETS[preset].overrides.get("gpt2.objective") == "sequence":
+        # all-position GPT-2 presets are already CPU-sized (one forward trains every target of a window);
+        # the budget's next-item shortcuts (tail 20, history 10, 256 rows per step) would only hurt them
+        known = {k: v for k, v in known.items() if not k.startswith(("train.", "data.train_tail", "gpt2."))}
     return known
 
 

@@ -1,9 +1,10 @@
 """Training throughput: semid's Trainer vs a plain eager PyTorch loop on the same GPT2Rec model and batches.
 
-Tokens/s counts non-pad input tokens. The plain loop is AdamW + backward + step, nothing else; the
+Tokens/s counts non-pad input tokens of the batches GPT2Rec itself trains on (``--objective``:
+``sequence`` = all-position windows, ``next`` = one target per row). The plain loop is AdamW + backward + step, nothing else; the
 Trainer adds warmup/cosine, grad clipping, finiteness checks and (on CUDA) bf16 autocast.
 
-    python benchmarks/bench_train.py --steps 30 --threads 2
+    python benchmarks/bench_train.py --steps 30 --threads 2   # both objectives, same process
 
 ``--movielens`` instead trains GPT2Rec and T5Rec briefly on the built-in MovieLens (leave-one-out) with
 stand-in codes (truncated SVD of the train user-item matrix -> 3-level residual k-means, K=16, plus
@@ -23,13 +24,13 @@ import numpy as np
 import torch
 
 from semid.data.types import Interactions
-from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, gpt2_loss
-from semid.models.seqdata import NextItemExamples
+from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig
 from semid.train.loop import TrainConfig, Trainer
 
 
 def svd_rq_codes(train: Interactions, n_items: int, *, dim=32, K=16, levels=3, seed=0):
     """Stand-in semantic IDs: SVD item factors of the binary train matrix, residual k-means per level."""
+    from semid.quantize.kmeans import KMeans, KMeansConfig
     from semid.tokenizers.ids import resolve_collisions
 
     users = np.repeat(np.arange(train.n_users), train.lengths())
@@ -37,18 +38,12 @@ def svd_rq_codes(train: Interactions, n_items: int, *, dim=32, K=16, levels=3, s
     X[users, train.items] = 1.0
     torch.manual_seed(seed)
     _, _, V = torch.svd_lowrank(X, q=dim, niter=4)  # V: (n_items, dim)
-    r = V.numpy().astype(np.float64)
-    rng = np.random.default_rng(seed)
+    r = V.numpy().astype(np.float32)  # (n_items, dim) residual, quantized level by level
     codes = np.zeros((n_items, levels), dtype=np.int64)
     for lvl in range(levels):
-        C = r[rng.choice(n_items, K, replace=False)]
-        for _ in range(20):  # Lloyd iterations
-            a = ((r[:, None, :] - C[None]) ** 2).sum(-1).argmin(1)
-            for c in range(K):
-                if (a == c).any():
-                    C[c] = r[a == c].mean(0)
-        codes[:, lvl] = a
-        r = r - C[a]
+        km = KMeans(K, config=KMeansConfig(seed=seed + lvl, n_iter=20, backend="torch")).fit(r)
+        codes[:, lvl] = km.predict(r)
+        r = r - km.centroids_[codes[:, lvl]]
     codes, _ = resolve_collisions(codes, always_append=True)
     return codes, [K] * levels + [int(codes[:, -1].max()) + 1]
 
@@ -83,7 +78,8 @@ def movielens_quality(args) -> None:
             codes=codes,
             codebook_sizes=sizes,
             train=tcfg,
-            config=GPT2RecConfig(n_layer=2, n_embd=128, n_head=4, max_history=args.history, valid_users=128),
+            config=GPT2RecConfig(n_layer=2, n_embd=128, n_head=4, max_history=args.history, valid_users=128,
+                                 objective=args.objective.split(",")[0]),
         ),
         "T5Rec": T5Rec(
             codes=codes,
@@ -117,6 +113,7 @@ def main() -> None:
     ap.add_argument("--n-embd", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--objective", default="sequence,next", help="sequence | next | both, comma-separated")
     ap.add_argument("--movielens", action="store_true", help="quality check vs MostPopular instead")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--history", type=int, default=20)
@@ -126,28 +123,41 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.movielens:
         return movielens_quality(args)
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     codes = np.unique(rng.integers(0, args.codebook, size=(args.items * 2, args.levels)), axis=0)[
         : args.items
     ]
-    cfg = GPT2RecConfig(n_layer=args.n_layer, n_embd=args.n_embd, n_head=4)
+    seqs = [rng.integers(0, len(codes), size=25) for _ in range(args.steps * args.batch + 1)]
+    rates = {}
+    for objective in args.objective.split(","):
+        rates[objective] = throughput(args, codes, Interactions.from_lists(seqs), objective)
+    if len(rates) == 2:
+        a, b = rates
+        print(f"targets/s, semid Trainer: {a} / {b} = x{rates[a] / rates[b]:.1f}")
+
+
+def throughput(args, codes: np.ndarray, train: Interactions, objective: str) -> float:
+    """Trainer vs plain loop on one objective's batches; returns the Trainer's targets/s."""
+    torch.manual_seed(0)
+    cfg = GPT2RecConfig(n_layer=args.n_layer, n_embd=args.n_embd, n_head=4, objective=objective)
     rec = GPT2Rec(codes=codes, codebook_sizes=[args.codebook] * args.levels, config=cfg).init_model()
-    seqs = [rng.integers(0, len(codes), size=25) for _ in range(args.steps * args.batch // 24 + 1)]
-    ex = NextItemExamples(Interactions.from_lists(seqs), max_history=cfg.max_history)
-    batches = [rec._collate(*ex.take(idx)) for idx in ex.batch_indices(args.batch, np.random.default_rng(0))]
-    batches = batches[: args.steps]
+    ex = rec._train_examples(train)
+    order = ex.batch_indices(args.batch, np.random.default_rng(0))[: args.steps]
+    batches = [rec._train_batch(ex, idx) for idx in order]
+    loss_fn = rec._loss
     n_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    L = rec.item_tokens_.shape[1]  # targets = next items predicted (a window holds many, a next-item row one)
+    n_targets = sum(int((b["labels"] != -100).sum()) // L if "labels" in b else len(b["input_ids"]) for b in batches)
     device = torch.device(args.device)
 
     # plain eager loop
     model = copy.deepcopy(rec.model_).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    gpt2_loss(model, {k: v.to(device) for k, v in batches[0].items()}).backward()  # warm-up
+    loss_fn(model, {k: v.to(device) for k, v in batches[0].items()}).backward()  # warm-up
     opt.zero_grad()
     t0 = time.perf_counter()
     for b in batches:
-        loss = gpt2_loss(model, {k: v.to(device) for k, v in b.items()})
+        loss = loss_fn(model, {k: v.to(device) for k, v in b.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -158,16 +168,19 @@ def main() -> None:
     model = copy.deepcopy(rec.model_)
     tcfg = TrainConfig(epochs=1, batch_size=args.batch, progress=False, device=args.device, warmup_steps=5)
     t0 = time.perf_counter()
-    Trainer(tcfg).fit(model, lambda epoch, r: iter(batches), gpt2_loss, steps_per_epoch=len(batches))
+    Trainer(tcfg).fit(model, lambda epoch, r: iter(batches), loss_fn, steps_per_epoch=len(batches))
     t_trainer = time.perf_counter() - t0
 
     print(
         f"device={args.device} threads={args.threads} gpt2 {args.n_layer}x{args.n_embd} batch={args.batch} "
-        f"steps={len(batches)} tokens={n_tokens}"
+        f"objective={objective} steps={len(batches)} tokens={n_tokens} targets={n_targets}"
     )
-    print(f"plain eager loop: {n_tokens / t_plain:10.0f} tokens/s")
-    print(f"semid Trainer   : {n_tokens / t_trainer:10.0f} tokens/s   (x{t_plain / t_trainer:.2f} of plain)")
-
+    print(f"plain eager loop: {n_tokens / t_plain:10.0f} tokens/s {n_targets / t_plain:8.0f} targets/s")
+    print(
+        f"semid Trainer   : {n_tokens / t_trainer:10.0f} tokens/s {n_targets / t_trainer:8.0f} targets/s"
+        f"   (x{t_plain / t_trainer:.2f} of plain)"
+    )
+    return n_targets / t_trainer
 
 if __name__ == "__main__":
     main()

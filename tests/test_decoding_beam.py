@@ -21,9 +21,9 @@ def _codes(n=N_ITEMS, seed=0):
     return grid[rng.choice(len(grid), n, replace=False)]
 
 
-def _gpt2(codes):
+def _gpt2(codes, objective="sequence"):
     torch.manual_seed(0)
-    cfg = GPT2RecConfig(n_layer=2, n_embd=32, n_head=4, max_history=6)
+    cfg = GPT2RecConfig(n_layer=2, n_embd=32, n_head=4, max_history=6, objective=objective)
     rec = GPT2Rec(codes=codes, codebook_sizes=SIZES, config=cfg).init_model()
     ctx = rec.context
     return rec, GPT2Step, ctx, gpt2_next_logp, gpt2_sequence_logp
@@ -38,7 +38,7 @@ def _t5(codes):
     return rec, T5Step, rec.source, t5_next_logp, t5_sequence_logp
 
 
-MODELS = {"gpt2": _gpt2, "t5": _t5}
+MODELS = {"gpt2": _gpt2, "gpt2-next": lambda c: _gpt2(c, "next"), "t5": _t5}  # gpt2-next: <sep> prompt
 HISTS = [np.array([4]), np.array([1, 2, 3]), np.array([7, 8, 9, 10, 11, 12, 13, 14]), np.array([], np.int64)]
 
 

@@ -8,9 +8,16 @@ import torch
 
 from semid.data.types import Catalog, EvalSet, Interactions
 from semid.errors import ConfigError, DataError
-from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, gpt2_loss
+from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, gpt2_loss, gpt2_sequence_logp, gpt2_sequence_loss
 from semid.models.protocol import Recommender
-from semid.models.seqdata import NextItemExamples, decoder_batch, history_matrix, seq2seq_batch
+from semid.models.seqdata import (
+    NextItemExamples,
+    SequenceWindows,
+    decoder_batch,
+    history_matrix,
+    seq2seq_batch,
+    sequence_batch,
+)
 from semid.models.vocab import BOS, EOS, PAD, SEP, SemanticVocab
 from semid.train.loop import TrainConfig
 
@@ -54,6 +61,55 @@ def test_examples_cap_history_and_skip_first_position():
     assert history_matrix([np.array([7, 8, 9]), np.array([], np.int64)], 2).tolist() == [[8, 9], [-1, -1]]
 
 
+@pytest.mark.parametrize("max_history", [1, 2, 3, 7])
+def test_sequence_windows_cover_the_same_pairs_as_next_item_examples(max_history):
+    rng = np.random.default_rng(max_history)
+    train = Interactions.from_lists([rng.integers(0, 50, n).tolist() for n in [0, 1, 2, 3, 5, 8, 13, 21]])
+    win = SequenceWindows(train, max_history=max_history)
+    W = win.take(np.arange(len(win)))  # (E, N + 1)
+    pairs = []
+    for row in W.tolist():
+        real = [i for i in row if i >= 0]
+        assert 2 <= len(real) <= max_history + 1
+        pairs += [(tuple(real[max(0, t - max_history) : t]), real[t]) for t in range(1, len(real))]
+    ex = NextItemExamples(train, max_history=max_history)
+    H, y = ex.take(np.arange(len(ex)))
+    want = [(tuple(i for i in h if i >= 0), t) for h, t in zip(H.tolist(), y.tolist(), strict=True)]
+    assert win.n_targets() == len(ex)
+    # Context inside a window can be shorter than in NextItemExamples (a window does not look back past
+    # its first item) but the targets are the same multiset and each context is a suffix of the full one.
+    assert sorted(t for _, t in pairs) == sorted(t for _, t in want)
+    assert len(pairs) == len(want)
+
+
+def test_sequence_batch_labels_mark_items_after_the_first():
+    item_tokens = np.array([[10, 20], [11, 21], [12, 22]])
+    W = np.array([[-1, 0, 1], [2, 1, 0]])
+    b = sequence_batch(W, item_tokens)
+    assert b["input_ids"].tolist() == [[PAD, PAD, BOS, 10, 20, 11, 21], [BOS, 12, 22, 11, 21, 10, 20]]
+    assert b["labels"].tolist() == [[-100] * 5 + [11, 21], [-100] * 3 + [11, 21, 10, 20]]
+    assert b["position_ids"][0].tolist() == [0, 0, 0, 1, 2, 3, 4]
+
+
+def test_sequence_loss_is_the_mean_next_item_log_prob_over_all_targets():
+    """One forward over a window == scoring each target after its own (unpadded) prefix."""
+    rec = _rec().init_model()
+    W = np.array([[-1, -1, 1, 2, 3], [4, 5, 6, 7, 8]])
+    b = sequence_batch(W, rec.item_tokens_)
+    lps = []
+    for row in W.tolist():
+        real = [i for i in row if i >= 0]
+        for t in range(1, len(real)):
+            ctx = rec.context(np.array(real[:t]))
+            lps.append(gpt2_sequence_logp(rec.model_, ctx, rec.item_tokens_[[real[t]]])[0])
+    # CE is per token: mean over all 2-token targets == -sum(log p(item)) / (2 * n_targets)
+    want = -np.sum(lps) / (2 * len(lps))
+    torch.testing.assert_close(gpt2_sequence_loss(rec.model_, b), torch.tensor(want, dtype=torch.float32),
+                               atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="objective"):
+        GPT2Rec(config=GPT2RecConfig(objective="last"))
+
+
 def test_batches_left_pad_with_positions_from_first_token():
     item_tokens = np.array([[10, 20], [11, 21], [12, 22]])
     H = np.array([[-1, 0], [1, 2]])
@@ -70,9 +126,10 @@ def test_batches_left_pad_with_positions_from_first_token():
     assert s["tgt_ids"].tolist() == [[12, 22, EOS], [10, 20, EOS]]
 
 
-def _rec(**kw):
+def _rec(objective="sequence", **kw):
     codes = np.array([[i % 4, i // 4] for i in range(12)])
-    cfg = GPT2RecConfig(n_layer=1, n_embd=32, n_head=4, max_history=4, valid_users=8, valid_beam=5, beam=12)
+    cfg = GPT2RecConfig(n_layer=1, n_embd=32, n_head=4, max_history=4, valid_users=8, valid_beam=5, beam=12,
+                        objective=objective)
     return GPT2Rec(codes=codes, codebook_sizes=[4, 3], config=cfg, **kw)
 
 
@@ -90,7 +147,8 @@ def test_loss_is_on_target_tokens_only():
     torch.testing.assert_close(loss, -lp.mean(), atol=1e-5, rtol=1e-5)
 
 
-def test_fit_and_recommend_end_to_end(tmp_path):
+@pytest.mark.parametrize("objective", ["sequence", "next"])
+def test_fit_and_recommend_end_to_end(tmp_path, objective):
     # two deterministic "next item = item + 1" chains: the model should learn them quickly
     seqs = [[(s + j) % 12 for j in range(6)] for s in range(12)] * 2
     train = Interactions.from_lists(seqs)
@@ -102,7 +160,7 @@ def test_fit_and_recommend_end_to_end(tmp_path):
     train_cfg = TrainConfig(
         epochs=6, batch_size=32, lr=3e-3, warmup_steps=2, progress=False, device="cpu", patience=0
     )
-    rec = _rec(train=train_cfg, run_dir=tmp_path / "run")
+    rec = _rec(objective, train=train_cfg, run_dir=tmp_path / "run")
     assert isinstance(rec, Recommender)
     rec.fit(train, catalog, valid)
     hist = rec.train_result_.history

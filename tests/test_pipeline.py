@@ -35,9 +35,12 @@ FAST = {"train.epochs": 2, "train.batch_size": 32, "train.warmup_steps": 2, "tra
         "train.progress": False, "data.max_history": 20}
 
 
+def cfg_overrides(dataset):
+    return {**FAST, "data.dataset": str(dataset), "tokenizer": "none", "model": "popular", "name": "popular"}
+
+
 def test_popular_run_writes_metrics_and_config(tiny_amazon, tmp_path):
-    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "none", "model": "popular",
-                         "name": "popular"})
+    cfg = resolve(None, cfg_overrides(tiny_amazon))
     out = run(cfg, tmp_path / "run")
     m = read_json(tmp_path / "run" / "metrics.json")
     for key in ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR", "n_eval_users", "split", "dataset", "model"):
@@ -47,14 +50,20 @@ def test_popular_run_writes_metrics_and_config(tiny_amazon, tmp_path):
     assert read_json(tmp_path / "run" / "config.json")["model"] == "popular"
     with pytest.raises(SemidError, match="already exists"):
         run(cfg, tmp_path / "run")
+    assert read_json(tmp_path / "run" / "metrics_valid.json")["split"] == "valid"
+    out = run(resolve(None, {**cfg_overrides(tiny_amazon), "eval_valid": False}), tmp_path / "test_only")
+    assert "valid" not in out and not (tmp_path / "test_only" / "metrics_valid.json").exists()
+    assert read_json(tmp_path / "test_only" / "metrics.json")["HR@10"] == m["HR@10"]
 
 
-def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path):
+@pytest.mark.parametrize("objective", ["sequence", "next"])
+def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
     from semid.pipeline.restore import load_run
 
     cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "precomputed",
                          "precomputed": "lemb", "model": "gpt2", "name": "ids+gpt2", "gpt2.beam": 8,
-                         "gpt2.valid_beam": 4, "gpt2.n_embd": 32, "gpt2.n_layer": 1})
+                         "gpt2.valid_beam": 4, "gpt2.n_embd": 32, "gpt2.n_layer": 1,
+                         "gpt2.objective": objective})
     run_dir = tmp_path / "gen"
     out = run(cfg, run_dir)
     assert (run_dir / "tokenizer" / "ids" / "codes.npy").exists()
@@ -69,6 +78,17 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path):
     # Resuming a finished run replays nothing and gives the same metrics.
     resumed = run(cfg, run_dir, resume=True)
     assert resumed["test"]["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
+
+    if objective == "next":
+        # A run saved before gpt2.objective existed trained with "next": it must load as such, not with
+        # today's default (which would prompt without <sep> and silently change every recommendation).
+        raw = read_json(run_dir / "config.json")
+        del raw["gpt2"]["objective"]
+        (run_dir / "config.json").write_text(json.dumps(raw))
+        old = load_run(run_dir)
+        assert old.config.gpt2.objective == "next"
+        again = evaluate(old.model, old.split.test, progress=False)
+        assert again["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
 
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")

@@ -1,7 +1,16 @@
 """Decoder-only generative recommender (FusID sec. "Recommendation": a GPT-2 over semantic-ID sequences).
 
-Input ``<bos> codes(h_1) .. codes(h_n) <sep>``, then the next item's L code tokens are generated under
-the prefix-index constraint. Loss is cross-entropy on the L target tokens only. Histories are left-padded
+Two training objectives (``GPT2RecConfig.objective``):
+
+- ``sequence`` (default): a causal language model over ``<bos> codes(i_1) .. codes(i_n)``; every item
+  after the first of a window is a target in the same forward pass (``SequenceWindows``), as FusID trains
+  its decoder "on semantic-ID sequences" and SASRec trains on all positions. Prompt at inference:
+  ``<bos> codes(h_1) .. codes(h_n)``; item boundaries need no separator because every item has exactly
+  L tokens from position-specific vocabularies.
+- ``next``: one (history, target) pair per row, prompt ``<bos> history <sep>``, CE on the L target
+  tokens only (TIGER-style examples); ~max_history x more forward passes per epoch for the same targets.
+
+The next item's L code tokens are generated under the prefix-index constraint. Histories are left-padded
 with position ids counted from the first real token, so padding never changes a prediction.
 """
 
@@ -15,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from semid.models.seqdata import CodeSeqRecommender, decoder_batch
+from semid.errors import ConfigError
+from semid.models.seqdata import CodeSeqRecommender, SequenceWindows, decoder_batch, sequence_batch
 from semid.models.vocab import BOS, EOS, PAD
 
 
@@ -28,6 +38,7 @@ class GPT2RecConfig:
     n_head: int = 4  # attention heads
     dropout: float = 0.1  # residual / embedding / attention dropout
     max_history: int = 20  # items of history kept (TIGER caps at 20)
+    objective: str = "sequence"  # sequence (LM over item codes, all positions) | next (one target per row)
     beam: int = 20  # beam width for recommend()
     valid_beam: int = 10  # cheaper beam for validation during training
     valid_users: int = 512  # validation users sampled for early stopping
@@ -65,6 +76,24 @@ def gpt2_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.T
     )
     logits = out.logits[:, :-1]  # (B, L, V): position T-L-1 (<sep>) predicts target token 0, ...
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+
+
+def gpt2_sequence_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean CE over every labelled token of a ``sequence_batch`` (all targets of all windows at once).
+
+    The LM head runs on the target positions only: windows are left-padded to the longest in the batch,
+    so full (B, T, V) logits would be mostly padding and, with V ~ L * K tokens, dominate step time.
+    """
+    hidden = model.transformer(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        use_cache=False,
+    ).last_hidden_state  # (B, T, d)
+    labels = batch["labels"][:, 1:]  # (B, T-1): position j predicts token j+1; -100 = not a target
+    sel = labels != -100
+    logits = model.lm_head(hidden[:, :-1][sel])  # (n_targets, V)
+    return F.cross_entropy(logits.float(), labels[sel])
 
 
 class GPT2Step:
@@ -142,16 +171,28 @@ class GPT2Rec(CodeSeqRecommender):
     def __init__(self, *, config: GPT2RecConfig | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config = config if config is not None else GPT2RecConfig()
+        if self.config.objective not in ("sequence", "next"):
+            raise ConfigError(f"gpt2.objective must be 'sequence' or 'next', got {self.config.objective!r}")
 
     def _build_model(self, vocab_size: int) -> torch.nn.Module:
         L = self.item_tokens_.shape[1]
         return build_gpt2(vocab_size, self.config, n_positions=2 + (self.config.max_history + 1) * L)
 
     def _collate(self, H: np.ndarray, targets: np.ndarray | None) -> dict:
-        return decoder_batch(H, self.item_tokens_, targets)
+        return decoder_batch(H, self.item_tokens_, targets, sep=self.config.objective == "next")
+
+    def _train_examples(self, train):
+        if self.config.objective == "sequence":
+            return SequenceWindows(train, max_history=self.config.max_history)
+        return super()._train_examples(train)
+
+    def _train_batch(self, examples, idx: np.ndarray) -> dict:
+        if self.config.objective == "sequence":
+            return sequence_batch(examples.take(idx), self.item_tokens_)
+        return super()._train_batch(examples, idx)
 
     def _loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        return gpt2_loss(model, batch)
+        return gpt2_sequence_loss(model, batch) if "labels" in batch else gpt2_loss(model, batch)
 
     def _stepper(self, model: torch.nn.Module) -> GPT2Step:
         return GPT2Step(model)

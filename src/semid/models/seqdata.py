@@ -1,7 +1,9 @@
 """Next-item training examples over semantic IDs, their padded batches, and the shared recommender glue.
 
 Each position t >= 1 of a training sequence is one example (TIGER sec. 3.2): history = the last
-``max_history`` items before t, target = item t. Examples are two int arrays (history start, target
+``max_history`` items before t, target = item t. ``SequenceWindows`` is the decoder-only alternative:
+each sequence is cut into windows whose every item after the first is a target in ONE forward pass
+(a language model over the item-code sequence, FusID's "GPT-2 trained on semantic-ID sequences"). Examples are two int arrays (history start, target
 position) into the CSR ``items`` so nothing is materialised per example; batches are built with numpy
 fancy indexing, left-padded (histories right-aligned), and their order depends only on (seed, epoch).
 
@@ -56,6 +58,44 @@ class NextItemExamples:
         return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
+class SequenceWindows:
+    """Windows of up to ``max_history + 1`` items cut from the END of each sequence, for all-position training.
+
+    Consecutive windows overlap by one item (the first item of a window is the last target of the window
+    before it), so every position t >= 1 is a target exactly once, with between 1 and ``max_history``
+    items of context -- the same (history, target) pairs as ``NextItemExamples``, in ~max_history x
+    fewer rows. A sequence of m >= 2 items gives ceil((m - 1) / max_history) windows.
+    """
+
+    def __init__(self, train: Interactions, *, max_history: int = 20) -> None:
+        if max_history < 1:
+            raise ConfigError(f"max_history must be >= 1, got {max_history}")
+        self.items = train.items
+        self.max_history = max_history
+        lens = train.lengths()
+        n_win = np.where(lens >= 2, -(-(lens - 1) // max_history), 0)  # (U,) ceil((m-1)/N), 0 if m < 2
+        starts = np.repeat(train.offsets[:-1], n_win)  # (W,) sequence start of each window
+        seq_end = np.repeat(train.offsets[1:], n_win)
+        j = np.arange(int(n_win.sum())) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # window rank from the end
+        self.win_end = seq_end - j * max_history  # (W,) exclusive
+        self.win_start = np.maximum(starts, self.win_end - max_history - 1)  # (W,)
+
+    def __len__(self) -> int:
+        return len(self.win_end)
+
+    def n_targets(self) -> int:
+        """Number of (history, target) pairs the windows cover (= len(NextItemExamples))."""
+        return int((self.win_end - self.win_start - 1).sum())
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Window indices (E,) -> (E, max_history + 1) right-aligned item matrix padded with -1."""
+        return _right_aligned(self.items, self.win_start[idx], self.win_end[idx], self.max_history + 1)
+
+    def batch_indices(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+        order = rng.permutation(len(self))
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
 def _right_aligned(items: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
     """items[start:end] per row (len <= n), right-aligned in an (E, n) matrix padded with -1."""
     h = end - start
@@ -96,13 +136,15 @@ def context_tokens(H: np.ndarray, item_tokens: np.ndarray, *, sep: bool) -> np.n
     return ctx
 
 
-def decoder_batch(H: np.ndarray, item_tokens: np.ndarray, targets: np.ndarray | None = None) -> dict:
-    """Decoder-only (GPT-2) batch: ``input_ids`` = pad.. <bos> history <sep> [target L tokens], left-padded.
+def decoder_batch(
+    H: np.ndarray, item_tokens: np.ndarray, targets: np.ndarray | None = None, *, sep: bool = True
+) -> dict:
+    """Decoder-only (GPT-2) batch: ``input_ids`` = pad.. <bos> history [<sep>] [target L tokens], left-padded.
 
     Returns input_ids / attention_mask / position_ids (E, T) and, with targets, ``target_ids`` (E, L).
     Position ids count from the first real token so left padding does not shift positions.
     """
-    ctx = context_tokens(H, item_tokens, sep=True)
+    ctx = context_tokens(H, item_tokens, sep=sep)
     if targets is not None:
         tgt = item_tokens[targets]
         ids = np.concatenate([ctx, tgt], axis=1)
@@ -114,6 +156,22 @@ def decoder_batch(H: np.ndarray, item_tokens: np.ndarray, targets: np.ndarray | 
     out = {"input_ids": ids_t, "attention_mask": mask, "position_ids": pos}
     if targets is not None:
         out["target_ids"] = torch.from_numpy(np.ascontiguousarray(tgt))
+    return out
+
+
+def sequence_batch(W: np.ndarray, item_tokens: np.ndarray) -> dict:
+    """All-position decoder batch from ``SequenceWindows.take``: ``<bos> w1 .. wn`` left-padded, plus labels.
+
+    ``labels`` (E, T) equal ``input_ids`` on the tokens of items 2..n (the targets) and -100 elsewhere
+    (padding, <bos>, the first item, which has no context inside its window); token j is predicted
+    from position j - 1, so a model's causal LM loss on these labels is the mean CE over all targets.
+    """
+    out = decoder_batch(W, item_tokens, None, sep=False)
+    ids = out["input_ids"]  # (E, T), T = 1 + n_max * L
+    L = item_tokens.shape[1]
+    first_target = ids.shape[1] - ((W >= 0).sum(axis=1) - 1) * L  # (E,) column of item 2's first token
+    cols = torch.arange(ids.shape[1])[None, :]
+    out["labels"] = torch.where(cols >= torch.as_tensor(first_target)[:, None], ids, -100)
     return out
 
 
@@ -185,6 +243,13 @@ class CodeSeqRecommender:
     def _stepper(self, model: torch.nn.Module) -> DecodeStep:
         raise NotImplementedError
 
+    def _train_examples(self, train: Interactions):
+        """Training rows (len, batch_indices) -- one (history, target) pair each unless a subclass says otherwise."""
+        return NextItemExamples(train, max_history=self.config.max_history)
+
+    def _train_batch(self, examples, idx: np.ndarray) -> dict:
+        return self._collate(*examples.take(idx))
+
     # ---------------------------------------------------------------- codes
     def setup(self, catalog: Catalog | None = None, train: Interactions | None = None) -> CodeSeqRecommender:
         """Resolve codes (explicit, or from the tokenizer, fitting it if needed), vocab and prefix index."""
@@ -229,14 +294,14 @@ class CodeSeqRecommender:
         # (e.g. loading a text encoder) may have consumed the global torch RNG.
         torch.manual_seed(self.train_config.seed)
         self.model_ = self._build_model(self.vocab_.size)
-        examples = NextItemExamples(train, max_history=self.config.max_history)
+        examples = self._train_examples(train)
         if len(examples) == 0:
             raise DataError(f"{self.name}: no training example (every sequence has < 2 items)")
         bs = self.train_config.batch_size
 
         def batches(epoch: int, rng: np.random.Generator):
             for idx in examples.batch_indices(bs, rng):
-                yield self._collate(*examples.take(idx))
+                yield self._train_batch(examples, idx)
 
         validate = self._validator(valid) if valid is not None and len(valid) else None
         cfg = self.train_config if validate is not None else replace(self.train_config, patience=0)

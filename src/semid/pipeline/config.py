@@ -59,6 +59,9 @@ class RunConfig:
     sasrec_cf_epochs: int = 30  # that SASRec's own epoch budget (the generator's train.epochs is often smaller)
     device: str = "auto"  # auto | cpu | cuda
     eval_batch_size: int = 256  # histories per recommend() call in the final evaluation
+    # Full-ranking metrics on the whole validation split after training (metrics_valid.json). Off halves the
+    # final evaluation on large catalogs; early stopping still uses the model's sampled validation users.
+    eval_valid: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     fusid: FusIDConfig = field(default_factory=FusIDConfig)

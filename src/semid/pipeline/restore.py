@@ -33,7 +33,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
     if not cfg_path.is_file():
         raise CheckpointError(f"{run_dir}: no config.json; is this a semid run directory?")
     try:
-        cfg = from_dict(RunConfig, read_json(cfg_path))
+        cfg = from_dict(RunConfig, upgrade_config(read_json(cfg_path)))
     except Exception as e:
         raise CheckpointError(f"{cfg_path}: not a valid RunConfig ({e})") from None
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device, resume=False))
@@ -61,6 +61,18 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
         raise CheckpointError(f"{weights}: corrupt or does not match {cfg_path} ({e})") from None
     module.to(device).eval()
     return LoadedRun(cfg, ds, split, tokenizer, model)
+
+
+def upgrade_config(raw: dict) -> dict:
+    """Fill fields whose default changed since a run was saved, with the value that run actually used.
+
+    ``gpt2.objective`` appeared when the default became ``sequence``; runs saved before it trained (and
+    must be prompted) with ``next``. Silently taking the new default would decode with the wrong prompt.
+    """
+    gpt2 = raw.get("gpt2")
+    if isinstance(gpt2, dict) and "objective" not in gpt2:
+        raw = {**raw, "gpt2": {**gpt2, "objective": "next"}}
+    return raw
 
 
 def _init_untrained(model, ds: Dataset, split: Split) -> None:

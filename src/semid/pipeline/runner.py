@@ -235,6 +235,8 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     save_model_weights(model, run_dir / "model")
     out = {"tokenizer": report, "train_seconds": train_s}
     for which, es in (("valid", split.valid), ("test", split.test)):
+        if which == "valid" and not cfg.eval_valid:
+            continue  # the checkpoint was still chosen on (sampled) validation during training
         m = evaluate(model, es, batch_size=cfg.eval_batch_size, n_items=ds.catalog.n_items)
         out[which] = m
         if which == "test":
