@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
 
 from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog, Interactions
+from semid.encoders.features import interactions_hash
 from semid.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def _train_hash(train: Interactions) -> bytes:
-    return hashlib.sha1(train.offsets.tobytes() + train.items.tobytes()).hexdigest()[:12].encode()
 
 
 def parse_spec(spec: str) -> tuple[str, str, list[str]]:
@@ -80,7 +76,7 @@ def attach_features(catalog: Catalog, train: Interactions, specs: tuple[str, ...
             enc = Item2VecEncoder(config=Item2VecConfig(seed=seed))
             emb, mask = cache.get_or_compute(dataset, "cooc", "item2vec", enc.config, catalog.item_ids,
                                              lambda enc=enc: enc.fit_transform(train, catalog.n_items),
-                                             extra=_train_hash(train))
+                                             extra=interactions_hash(train))
         elif kind == "sasrec":
             if sasrec_fn is None:
                 raise ConfigError("feature 'sasrec' needs a SASRec trainer")
