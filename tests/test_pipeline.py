@@ -75,6 +75,11 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
     for k in ("HR@10", "NDCG@10", "MRR"):
         assert again[k] == pytest.approx(out["test"][k], abs=1e-9)
 
+    # The best-validation checkpoint is what the finished run selected, so it scores the same.
+    best = load_run(run_dir, checkpoint="best")
+    assert evaluate(best.model, best.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)
+
     # Resuming a finished run replays nothing and gives the same metrics.
     resumed = run(cfg, run_dir, resume=True)
     assert resumed["test"]["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
@@ -89,6 +94,19 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
         assert old.config.gpt2.objective == "next"
         again = evaluate(old.model, old.split.test, progress=False)
         assert again["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
+
+    import shutil
+
+    from semid.errors import CheckpointError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "model" / "ckpt" / "best.pt").unlink()
+    with pytest.raises(CheckpointError, match="best.pt: missing"):
+        load_run(broken, checkpoint="best")
+    (broken / "model" / "final.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(broken)
 
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")

@@ -109,9 +109,13 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="a finished run directory"),
+    run_dir: Path = typer.Argument(..., help="a run directory"),
     split: str = typer.Option("test", help="valid | test"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
+    checkpoint: str = typer.Option(
+        "final", help="final (a finished run's selected weights) | best (best-validation weights so far, "
+        "also of a run still training or interrupted)"
+    ),
 ):
     """Reload a run's tokenizer and selected weights and re-score them with full ranking."""
     from semid.eval.evaluator import evaluate as evaluate_model
@@ -122,11 +126,12 @@ def evaluate(
     if split not in ("valid", "test"):
         _fail(SemidError(f"--split must be valid or test, got {split!r}"))
     try:
-        loaded = load_run(run_dir, device=device)
+        loaded = load_run(run_dir, device=device, checkpoint=checkpoint)
         es = loaded.split.test if split == "test" else loaded.split.valid
         m = evaluate_model(loaded.model, es, batch_size=loaded.config.eval_batch_size,
                            n_items=loaded.dataset.catalog.n_items)
-        rows = [[f"{loaded.config.name} ({split}, re-scored)", *fmt_metrics_row(m), str(m["n_eval_users"])]]
+        label = "re-scored" if checkpoint == "final" else "best checkpoint so far"
+        rows = [[f"{loaded.config.name} ({split}, {label})", *fmt_metrics_row(m), str(m["n_eval_users"])]]
         stored = run_dir / ("metrics.json" if split == "test" else "metrics_valid.json")
         if stored.exists():
             s = read_json(stored)

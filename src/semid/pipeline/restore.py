@@ -27,7 +27,15 @@ class LoadedRun:
     model: object
 
 
-def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
+CHECKPOINTS = ("final", "best")
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu", checkpoint: str = "final") -> LoadedRun:
+    """``checkpoint``: ``final`` = the weights a finished run selected (``model/final.safetensors``);
+    ``best`` = the best-validation weights saved so far in ``model/ckpt/best.pt``, which also exists while a
+    run is still training or after it was interrupted (score a long run without waiting for it to end)."""
+    if checkpoint not in CHECKPOINTS:
+        raise CheckpointError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
@@ -49,16 +57,30 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> LoadedRun:
         model.fit(model_train(cfg, split.train), ds.catalog, None)
         return LoadedRun(cfg, ds, split, tokenizer, model)
     _init_untrained(model, ds, split)
-    weights = run_dir / "model" / "final.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing; the run did not finish (resume it with `semid run --resume`)")
-    from safetensors.torch import load_model
-
     module = torch_module(model)
-    try:
-        load_model(module, str(weights), device=device)
-    except Exception as e:
-        raise CheckpointError(f"{weights}: corrupt or does not match {cfg_path} ({e})") from None
+    if checkpoint == "best":
+        weights = run_dir / "model" / "ckpt" / "best.pt"
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}: missing; no validation has finished yet in this run")
+        try:
+            import torch
+
+            module.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+        except Exception as e:
+            raise CheckpointError(f"{weights}: corrupt or does not match {cfg_path} ({e})") from None
+    else:
+        weights = run_dir / "model" / "final.safetensors"
+        if not weights.is_file():
+            raise CheckpointError(
+                f"{weights}: missing; the run did not finish (resume it with `semid run --resume`, or score "
+                "its best weights so far with `semid evaluate --checkpoint best`)"
+            )
+        from safetensors.torch import load_model
+
+        try:
+            load_model(module, str(weights), device=device)
+        except Exception as e:
+            raise CheckpointError(f"{weights}: corrupt or does not match {cfg_path} ({e})") from None
     module.to(device).eval()
     return LoadedRun(cfg, ds, split, tokenizer, model)
 
