@@ -30,14 +30,28 @@ from semid.models.vocab import BOS, EOS, PAD, SEP, SemanticVocab
 # ---------------------------------------------------------------------------------------------- examples
 
 
-class NextItemExamples:
-    """All (history, next item) pairs of a CSR Interactions, history capped to ``max_history`` items."""
+class _TrainRows:
+    """Shared by the two row layouts: the CSR items, the history cap, and shuffled batches by (seed, epoch)."""
 
-    def __init__(self, train: Interactions, *, max_history: int = 20) -> None:
+    def __init__(self, train: Interactions, max_history: int) -> None:
         if max_history < 1:
             raise ConfigError(f"max_history must be >= 1, got {max_history}")
         self.items = train.items
         self.max_history = max_history
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch_indices(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+        order = rng.permutation(len(self))
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+class NextItemExamples(_TrainRows):
+    """All (history, next item) pairs of a CSR Interactions, history capped to ``max_history`` items."""
+
+    def __init__(self, train: Interactions, *, max_history: int = 20) -> None:
+        super().__init__(train, max_history)
         lens = train.lengths()
         seq_start = np.repeat(train.offsets[:-1], lens)  # (nnz,) start of each position's sequence
         pos = np.arange(len(train.items), dtype=np.int64)
@@ -53,25 +67,18 @@ class NextItemExamples:
         tp, hs = self.target_pos[idx], self.hist_start[idx]
         return _right_aligned(self.items, hs, tp, self.max_history), self.items[tp]
 
-    def batch_indices(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-        order = rng.permutation(len(self))
-        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
-
-class SequenceWindows:
+class SequenceWindows(_TrainRows):
     """Windows of up to ``max_history + 1`` items cut from the END of each sequence, for all-position training.
 
     Consecutive windows overlap by one item (the first item of a window is the last target of the window
     before it), so every position t >= 1 is a target exactly once, with between 1 and ``max_history``
-    items of context -- the same (history, target) pairs as ``NextItemExamples``, in ~max_history x
-    fewer rows. A sequence of m >= 2 items gives ceil((m - 1) / max_history) windows.
+    items of context -- the same targets as ``NextItemExamples`` (each context a suffix of the one it would
+    get there: a window does not look back past its first item), in ~max_history x fewer rows. A sequence of m >= 2 items gives ceil((m - 1) / max_history) windows.
     """
 
     def __init__(self, train: Interactions, *, max_history: int = 20) -> None:
-        if max_history < 1:
-            raise ConfigError(f"max_history must be >= 1, got {max_history}")
-        self.items = train.items
-        self.max_history = max_history
+        super().__init__(train, max_history)
         lens = train.lengths()
         n_win = np.where(lens >= 2, -(-(lens - 1) // max_history), 0)  # (U,) ceil((m-1)/N), 0 if m < 2
         starts = np.repeat(train.offsets[:-1], n_win)  # (W,) sequence start of each window
@@ -90,10 +97,6 @@ class SequenceWindows:
     def take(self, idx: np.ndarray) -> np.ndarray:
         """Window indices (E,) -> (E, max_history + 1) right-aligned item matrix padded with -1."""
         return _right_aligned(self.items, self.win_start[idx], self.win_end[idx], self.max_history + 1)
-
-    def batch_indices(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-        order = rng.permutation(len(self))
-        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def _right_aligned(items: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
