@@ -56,6 +56,9 @@ def test_fit_unique_codes_report_and_protocol():
     assert codes.shape[1] == 4 and codes[0, -1] != codes[1, -1]
     rep = tok.report_
     assert rep["conflict_rate"] > 0 and rep["conflict_rate_final"] == 0.0
+    # the forced part of that conflict: items 0 and 1 are the only ones with identical inputs
+    assert rep["n_duplicate_input_items"] == 2
+    assert rep["conflict_rate_distinct_inputs"] <= rep["conflict_rate"] - 2 / cat.n_items + 1e-12
     assert len(rep["codebook_utilization"]) == 3
     assert np.array_equal(tok.decode(tok.encode(np.arange(cat.n_items))), np.arange(cat.n_items))
     assert len(tok.loss_log_) == 3 and {"cont", "cov", "var", "total"} <= set(tok.loss_log_[0])
@@ -102,3 +105,20 @@ def test_fit_is_reproducible_whatever_the_global_rng_state():
     b = FusID(config=_cfg()).fit(cat, train)
     np.testing.assert_array_equal(a.codes_raw_, b.codes_raw_)
     np.testing.assert_array_equal(a.embeddings_, b.embeddings_)
+
+
+def test_reassign_keeps_n_positions_and_reports_the_raw_rate():
+    from semid.quantize.pq import PQConfig
+
+    cat, train = _data()
+    digit = FusID(config=_cfg()).fit(cat, train)
+    base = _cfg()
+    tok = FusID(config=dataclasses.replace(base, pq=dataclasses.replace(base.pq, resolve="reassign"))).fit(cat, train)
+    np.testing.assert_array_equal(tok.codes_raw_, digit.codes_raw_)  # same net and centroids
+    assert tok.codes_.shape == (cat.n_items, 3) and len({tuple(r) for r in tok.codes_.tolist()}) == cat.n_items
+    rep = tok.report_
+    assert rep["conflict_rate"] == digit.report_["conflict_rate"] > 0  # the raw PQ rate, not the resolved one
+    assert rep["n_levels_final"] == 3 and rep["conflict_rate_final"] == 0.0 and rep["n_items_reassigned"] > 0
+    assert tok.codes_[0].tolist() != tok.codes_[1].tolist()  # identical inputs, different IDs, no digit
+    with pytest.raises(ConfigError, match="resolve"):
+        FusID(config=dataclasses.replace(base, pq=PQConfig(n_sub=3, K=8, resolve="nope"))).fit(cat, train)

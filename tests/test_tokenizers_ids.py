@@ -59,3 +59,19 @@ def test_base_tokenizer_round_trip(tmp_path):
     (tmp_path / "ids" / "codes.npy").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="codes"):
         _Fixed.load(tmp_path)
+
+
+def test_input_conflict_report_splits_forced_from_avoidable_conflicts():
+    from semid.tokenizers.ids import input_conflict_report
+
+    codes = np.array([[0, 1], [0, 1], [0, 1], [2, 3], [2, 3], [4, 5]])
+    # items 0-2 share code and input (forced); items 3, 4 share a code with different inputs (avoidable)
+    x = np.array([[0, 0], [0, 0], [0, 0], [1, 2], [1, 3], [5, 5]], dtype=np.float32)
+    r = input_conflict_report(codes, x)
+    assert r["n_duplicate_input_items"] == 3 and r["duplicate_input_rate"] == 0.5
+    assert r["n_conflicting_items_distinct_inputs"] == 2 and r["conflict_rate_distinct_inputs"] == 2 / 6
+    # item 2 now differs from 0 and 1 but shares their code: all three conflict avoidably, 0 and 1 stay duplicates
+    x[2] = [9, 9]
+    r = input_conflict_report(codes, x)
+    assert r["n_duplicate_input_items"] == 2 and r["n_conflicting_items_distinct_inputs"] == 5
+    assert input_conflict_report(np.arange(6)[:, None], x)["conflict_rate_distinct_inputs"] == 0.0

@@ -92,6 +92,13 @@ for _ds in ("Instruments", "Games"):
         f"FusID (item2vec) + GPT-2 (all-position training), amazon-lcrec/{_ds}",
         {**_LCREC, "data.dataset": f"../shared/data/amazon-lcrec/{_ds}", "name": "fusid+gpt2", **_GPT2_SEQ},
     )
+    # T5 trains one target per row (an encoder pass per prefix), so it keeps the next-item rows of every
+    # train position with 20-item histories, 256 rows per step (TIGER's history length).
+    PRESETS[f"lcrec-{_ds.lower()}-fusid-t5"] = RunPreset(
+        f"FusID (item2vec) + T5 encoder-decoder, amazon-lcrec/{_ds}",
+        {**_LCREC, "data.dataset": f"../shared/data/amazon-lcrec/{_ds}", "name": "fusid+t5", "model": "t5",
+         **_CPU_GEN, "train.patience": 2, "t5.max_history": 20},
+    )
 for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
     PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
         f"MusicRec Table-3 ablation {_abl}, MQL4GRec Instruments",

@@ -23,6 +23,10 @@ class PQConfig:
     K: int = 1024  # centroids per sub-space
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)  # k-means used for every sub-space
     min_fit_items: int = 0  # fit on train items unless fewer than max(this, K) exist; then on all items
+    # How items sharing a raw tuple get unique IDs: "digit" appends a disambiguation token (n+1 positions
+    # for everyone, TIGER's scheme); "reassign" moves all but one to their cheapest free tuple and keeps n
+    # positions (``semid.quantize.unique``). The report's conflict_rate is the raw rate either way.
+    resolve: str = "digit"
 
 
 def _as_blocks(x: np.ndarray, n_sub: int) -> np.ndarray:

@@ -30,12 +30,20 @@ class BaseTokenizer:
     report_: dict
 
     # ---- set by subclasses at the end of fit -------------------------------------------------
-    def _finalize(self, codes_raw: np.ndarray, raw_sizes: list[int], *, always_append: bool = False) -> None:
-        """Record raw codes, report on them, then make them unique (extra digit only if needed)."""
+    def _finalize(self, codes_raw: np.ndarray, raw_sizes: list[int], *, always_append: bool = False,
+                  reassigned: np.ndarray | None = None) -> None:
+        """Record raw codes, report on them, then make them unique (extra digit only if needed).
+
+        reassigned: optional int64 [N, L] codes the tokenizer already de-conflicted within L positions
+        (``semid.quantize.unique``); the digit then separates only what that left shared.
+        """
         codes_raw = np.asarray(codes_raw, dtype=np.int64)
         self.codes_raw_ = codes_raw
         report = id_report(codes_raw, raw_sizes)
-        codes, n_collided = resolve_collisions(codes_raw, always_append=always_append)
+        start = codes_raw if reassigned is None else np.asarray(reassigned, dtype=np.int64)
+        if reassigned is not None:
+            report["n_items_reassigned"] = int((start != codes_raw).any(axis=1).sum())
+        codes, n_collided = resolve_collisions(start, always_append=always_append)
         sizes = list(raw_sizes)
         if codes.shape[1] > codes_raw.shape[1]:
             sizes.append(int(codes[:, -1].max()) + 1)

@@ -28,10 +28,12 @@ from semid.errors import CheckpointError, ConfigError
 from semid.io import read_json, save_npy, write_json
 from semid.quantize.kmeans import KMeansConfig
 from semid.quantize.pq import PQConfig, ProductQuantizer
+from semid.quantize.unique import reassign_conflicts
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.fusid_losses import FusIDLossConfig, fusid_loss
 from semid.tokenizers.fusid_pairs import PairConfig, mine_pairs, sample_negatives
 from semid.tokenizers.fusion import FusionConfig, FusionNet
+from semid.tokenizers.ids import input_conflict_report
 from semid.train.loop import TrainConfig, Trainer
 
 
@@ -115,7 +117,14 @@ class FusID(BaseTokenizer):
                 fit_items = seen
         self.pq_ = ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items])
         raw = self.pq_.encode(z)
-        self._finalize(raw, [cfg.pq.K] * cfg.pq.n_sub)
+        if cfg.pq.resolve not in ("digit", "reassign"):
+            raise ConfigError(f"fusid.pq.resolve must be 'digit' or 'reassign', got {cfg.pq.resolve!r}")
+        moved = None
+        if cfg.pq.resolve == "reassign":
+            moved, _ = reassign_conflicts(z, self.pq_.centroids_, raw)
+        self._finalize(raw, [cfg.pq.K] * cfg.pq.n_sub, reassigned=moved)
+        # how much of the raw conflict rate no quantizer could avoid (items with identical inputs)
+        self.report_.update(input_conflict_report(raw, np.concatenate([x, present.astype(np.float32)], axis=1)))
         t_end = time.perf_counter()
         self.report_["n_pq_fit_items"] = int(len(fit_items))
         self.report_["modalities"] = self.modalities_

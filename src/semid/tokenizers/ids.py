@@ -47,6 +47,40 @@ def resolve_collisions(codes: np.ndarray, *, always_append: bool = False) -> tup
     return np.concatenate([codes, digit[:, None]], axis=1), n_collided
 
 
+def input_conflict_report(codes_raw: np.ndarray, inputs: np.ndarray) -> dict:
+    """Split raw conflicts into forced ones (identical inputs) and avoidable ones (distinct inputs).
+
+    codes_raw: int64 [N, L]; inputs: [N, D] what the tokenizer saw per item (features + presence flags).
+    Items with bitwise-identical inputs get identical embeddings, so no quantizer can tell them apart
+    (e.g. items absent from the train split when co-occurrence is the only modality); only conflicts
+    between items with *different* inputs are the quantizer's to avoid.
+      duplicate_input_rate: fraction of items whose input row equals another item's.
+      conflict_rate_distinct_inputs: fraction of items sharing their code with an item whose input differs.
+    """
+    codes_raw = np.asarray(codes_raw, dtype=np.int64)
+    n = len(codes_raw)
+    if n == 0:
+        return {"duplicate_input_rate": 0.0, "n_duplicate_input_items": 0,
+                "conflict_rate_distinct_inputs": 0.0, "n_conflicting_items_distinct_inputs": 0}
+    x = np.ascontiguousarray(np.asarray(inputs).reshape(n, -1))
+    row_bytes = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()  # one key per row
+    _, in_id, in_counts = np.unique(row_bytes, return_inverse=True, return_counts=True)
+    in_id = in_id.ravel()
+    _, code_id = np.unique(_row_keys(codes_raw), return_inverse=True)
+    code_id = code_id.ravel()
+    # distinct inputs per code group: an item conflicts avoidably when its group holds >1 input id.
+    pairs = np.unique(np.stack([code_id, in_id], axis=1), axis=0)  # (code, input) pairs present
+    n_inputs_per_code = np.bincount(pairs[:, 0], minlength=int(code_id.max()) + 1)
+    avoidable = n_inputs_per_code[code_id] > 1
+    dup = in_counts[in_id] > 1
+    return {
+        "duplicate_input_rate": float(dup.mean()),
+        "n_duplicate_input_items": int(dup.sum()),
+        "conflict_rate_distinct_inputs": float(avoidable.mean()),
+        "n_conflicting_items_distinct_inputs": int(avoidable.sum()),
+    }
+
+
 def id_report(codes_raw: np.ndarray, codebook_sizes: list[int] | int) -> dict:
     """Quality of raw (pre-resolution) identifiers.
 
