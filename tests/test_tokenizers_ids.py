@@ -75,3 +75,13 @@ def test_input_conflict_report_splits_forced_from_avoidable_conflicts():
     r = input_conflict_report(codes, x)
     assert r["n_duplicate_input_items"] == 2 and r["n_conflicting_items_distinct_inputs"] == 5
     assert input_conflict_report(np.arange(6)[:, None], x)["conflict_rate_distinct_inputs"] == 0.0
+
+
+def test_conflict_summary_names_forced_part_and_id_length():
+    from semid.tokenizers.ids import conflict_summary
+
+    line = conflict_summary({"conflict_rate": 0.0013, "duplicate_input_rate": 0.0009,
+                             "conflict_rate_distinct_inputs": 0.0004, "n_levels_final": 5, "n_items_reassigned": 10})
+    assert line == ("raw conflict rate 0.0013 (0.0009 identical inputs, 0.0004 between different inputs); "
+                    "unique IDs of 5 tokens (10 items reassigned)")
+    assert conflict_summary({"conflict_rate": 0.0}) == "raw conflict rate 0.0000"

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from semid.errors import SemidError
+from semid.tokenizers.ids import conflict_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -198,8 +199,8 @@ def tokenize(
     except SemidError as e:
         _fail(e)
     r = tok.report_
-    console.print(f"[bold]{tok.name}[/] on {ds.name}: {r['n_items']} items, {r['n_levels']} levels; raw conflict rate "
-                  f"{r['conflict_rate']:.4f}; utilisation {[round(u, 3) for u in r['codebook_utilization']]}")
+    console.print(f"[bold]{tok.name}[/] on {ds.name}: {r['n_items']} items, {r['n_levels']} levels; "
+                  f"{conflict_summary(r)}; utilisation {[round(u, 3) for u in r['codebook_utilization']]}")
     console.print(f"IDs in [bold]{out / 'ids' / 'codes.npy'}[/], report in {out / 'ids' / 'report.json'}")
 
 

@@ -24,6 +24,7 @@ from semid.eval.evaluator import evaluate, write_metrics
 from semid.io import make_run_dir, read_json, write_json
 from semid.pipeline.config import MODELS, TOKENIZERS, RunConfig
 from semid.pipeline.features import attach_features
+from semid.tokenizers.ids import conflict_summary
 from semid.train.loop import TrainConfig, seed_everything
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             tokenizer.save(tok_dir)
             say(f"[bold]tokenizer[/] {tokenizer.name}: {time.perf_counter() - t1:.1f}s")
         report = tokenizer.report_
-        say(f"  conflict rate (raw) {report['conflict_rate']:.4f}, utilisation "
+        say(f"  {conflict_summary(report)}, utilisation "
             f"{[round(u, 3) for u in report['codebook_utilization']]}")
 
     model = build_model(cfg, tokenizer, tasks, run_dir / "model")

@@ -109,3 +109,16 @@ def id_report(codes_raw: np.ndarray, codebook_sizes: list[int] | int) -> dict:
         "n_levels": int(L),
         "codebook_size": sizes[0] if len(set(sizes)) == 1 else sizes,
     }
+
+
+def conflict_summary(report: dict) -> str:
+    """One line for the CLI: raw conflict rate, its forced part when known, and the final ID length."""
+    out = f"raw conflict rate {report['conflict_rate']:.4f}"
+    if "duplicate_input_rate" in report:
+        out += (f" ({report['duplicate_input_rate']:.4f} identical inputs, "
+                f"{report['conflict_rate_distinct_inputs']:.4f} between different inputs)")
+    if "n_levels_final" in report:
+        out += f"; unique IDs of {report['n_levels_final']} tokens"
+        if report.get("n_items_reassigned"):
+            out += f" ({report['n_items_reassigned']} items reassigned)"
+    return out
