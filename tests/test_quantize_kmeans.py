@@ -78,3 +78,11 @@ def test_faiss_backend_comparable_inertia():
     assert f.backend_ == "faiss"
     assert f.inertia_ < 1.1 * t.inertia_ and t.inertia_ < 1.1 * f.inertia_
     assert (f.predict(x) == f.labels_).mean() > 0.99
+
+
+def test_default_backend_does_not_depend_on_optional_installs():
+    # Same config -> same IDs on every machine: the default never switches to faiss because it is installed.
+    from semid.quantize.kmeans import KMeans, KMeansConfig
+
+    assert KMeans(4).backend_for(1000) == "torch"
+    assert KMeans(4, config=KMeansConfig(backend="auto")).backend_for(2) == "torch"  # fewer points than K
