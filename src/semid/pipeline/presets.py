@@ -54,7 +54,7 @@ _LCREC = {"data.max_history": 50, "tokenizer": "fusid", "fusid.pairs_per_epoch":
 
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
-        "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~8 min on 2 CPU cores",
+        "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~15 min on one CPU thread",
         {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2},
     ),
     "movielens-fusid-t5": RunPreset(
@@ -92,12 +92,14 @@ for _ds in ("Instruments", "Games"):
         f"FusID (item2vec) + GPT-2 (all-position training), amazon-lcrec/{_ds}",
         {**_LCREC, "data.dataset": f"../shared/data/amazon-lcrec/{_ds}", "name": "fusid+gpt2", **_GPT2_SEQ},
     )
-    # T5 trains one target per row (an encoder pass per prefix), so it keeps the next-item rows of every
-    # train position with 20-item histories, 256 rows per step (TIGER's history length).
+    # T5 trains one target per row (an encoder pass per prefix: ~2 s per 256 rows of 20-item histories on one
+    # CPU thread, 30+ min per Instruments epoch), so the preset is CPU-sized like the MQL4GRec T5 rows:
+    # each user's last 20 train targets, 10-item histories, 256 rows per step, 3 epochs.
     PRESETS[f"lcrec-{_ds.lower()}-fusid-t5"] = RunPreset(
-        f"FusID (item2vec) + T5 encoder-decoder, amazon-lcrec/{_ds}",
+        f"FusID (item2vec) + T5 encoder-decoder (CPU-sized), amazon-lcrec/{_ds}",
         {**_LCREC, "data.dataset": f"../shared/data/amazon-lcrec/{_ds}", "name": "fusid+t5", "model": "t5",
-         **_CPU_GEN, "train.patience": 2, "t5.max_history": 20},
+         **_CPU_GEN, "train.epochs": 3, "train.patience": 2, "data.train_tail": 20, "t5.max_history": 10,
+         "t5.valid_users": 256},
     )
 for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
     PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
