@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         tok = FusID.load(f"{d}/tokenizer")
         x, present = tok.inputs(ds.catalog, split.train)
         raw = tok.codes_raw_
-        np.testing.assert_array_equal(tok.pq_.encode(tok.embed(x, present)), raw)  # inputs rebuilt exactly
-        z = tok.embed(x, present)
+        z = tok.embed(x, present)  # (N, n, d) fused sub-embeddings
+        np.testing.assert_array_equal(tok.pq_.encode(z), raw)  # inputs rebuilt exactly
         rep = input_conflict_report(raw, np.concatenate([x, present.astype(np.float32)], axis=1))
         t = time.perf_counter()
         dig, n_dig = resolve_collisions(raw)

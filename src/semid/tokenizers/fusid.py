@@ -89,6 +89,9 @@ class FusID(BaseTokenizer):
     # ------------------------------------------------------------------ fit
     def fit(self, catalog: Catalog, train: Interactions | None = None) -> FusID:
         cfg = self.config
+        # checked before the encoders and fusion training run, not minutes later at the PQ step
+        if cfg.pq.resolve not in ("digit", "reassign"):
+            raise ConfigError(f"fusid.pq.resolve must be 'digit' or 'reassign', got {cfg.pq.resolve!r}")
         t0 = time.perf_counter()
         feats = self._select(build_features(catalog, train, cfg.features))
         if not feats:
@@ -117,8 +120,6 @@ class FusID(BaseTokenizer):
                 fit_items = seen
         self.pq_ = ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items])
         raw = self.pq_.encode(z)
-        if cfg.pq.resolve not in ("digit", "reassign"):
-            raise ConfigError(f"fusid.pq.resolve must be 'digit' or 'reassign', got {cfg.pq.resolve!r}")
         moved = None
         if cfg.pq.resolve == "reassign":
             moved, _ = reassign_conflicts(z, self.pq_.centroids_, raw)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _row_keys(codes: np.ndarray) -> np.ndarray:
-    """int64 [N, L] -> one hashable key per row (structured view), for grouping equal tuples."""
-    codes = np.ascontiguousarray(codes, dtype=np.int64)
-    return codes.view(np.dtype((np.void, codes.dtype.itemsize * codes.shape[1]))).ravel()
+def _row_keys(rows: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """[N, L] -> one key per row (a void view of the row's bytes), for grouping equal rows.
+
+    Codes are cast to int64 first; ``dtype=None`` keeps the array's own dtype (bitwise-equal float rows).
+    """
+    rows = np.ascontiguousarray(rows, dtype=dtype)
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
 def conflict_mask(codes: np.ndarray) -> np.ndarray:
@@ -62,9 +65,8 @@ def input_conflict_report(codes_raw: np.ndarray, inputs: np.ndarray) -> dict:
     if n == 0:
         return {"duplicate_input_rate": 0.0, "n_duplicate_input_items": 0,
                 "conflict_rate_distinct_inputs": 0.0, "n_conflicting_items_distinct_inputs": 0}
-    x = np.ascontiguousarray(np.asarray(inputs).reshape(n, -1))
-    row_bytes = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()  # one key per row
-    _, in_id, in_counts = np.unique(row_bytes, return_inverse=True, return_counts=True)
+    _, in_id, in_counts = np.unique(_row_keys(np.asarray(inputs).reshape(n, -1), dtype=None),
+                                    return_inverse=True, return_counts=True)
     in_id = in_id.ravel()
     _, code_id = np.unique(_row_keys(codes_raw), return_inverse=True)
     code_id = code_id.ravel()
