@@ -137,6 +137,32 @@ def test_every_preset_resolves():
         assert cfg.model and cfg.data.dataset
 
 
+def test_rq_presets_get_every_modality_they_quantise_from_their_features():
+    """TIGER / LETTER / MusicRec presets name modalities (and z_cf when aligned) that their own feature specs
+    (or the MQL4GRec code files) provide, so a preset cannot fail late for a missing embedding."""
+    from semid.pipeline.features import parse_spec
+    from semid.pipeline.presets import PRESETS
+    from semid.pipeline.runner import build_tokenizer
+
+    n_checked = 0
+    for name in PRESETS:
+        cfg = resolve(name)
+        if not cfg.tokenizer_preset:
+            continue
+        tok, tasks = build_tokenizer(cfg)
+        c = tok.config
+        needed = {getattr(c, f) for f in ("modality", "text_modality", "image_modality") if hasattr(c, f)}
+        if c.alpha > 0 or c.beta > 0:
+            needed.add(c.cf_embedding)
+        have = {parse_spec(spec)[0] for spec in cfg.features}
+        have |= {"lemb", "vitemb"} if name.startswith("mql4grec") else set()  # <D>.index_*.json code tuples
+        assert needed <= have, (name, needed - have)
+        assert tasks, name
+        n_checked += 1
+    assert n_checked >= 12  # mql4grec tiger/letter/musicrec + 6 ablations, movielens tiger/letter/musicrec
+    assert build_tokenizer(resolve("movielens-letter"))[0].config.diversity == pytest.approx(1e-4)
+
+
 def test_train_tail_bounds_only_the_model_data(tiny_amazon):
     from semid.data.types import Interactions
     from semid.pipeline.runner import model_train, prepare_data

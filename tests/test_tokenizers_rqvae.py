@@ -78,3 +78,18 @@ def test_presets_build():
     assert preset("musicrec_wo_tsem").tasks == ("uni_image",)
     with pytest.raises(ConfigError, match="valid"):
         preset("bogus")
+
+
+def test_letter_diversity_regulariser_trains_and_is_validated():
+    cat = _catalog()
+    tok = RQVAETokenizer(config=RQVAEConfig(alpha=0.1, diversity=1e-2, diversity_groups=4, **TINY)).fit(cat)
+    div = [h["diversity"] for h in tok.history_]
+    assert all(np.isfinite(div)) and div[0] > 0
+    assert len({tuple(r) for r in tok.codes_.tolist()}) == 200
+    assert "diversity" not in RQVAETokenizer(config=RQVAEConfig(**TINY)).fit(cat).history_[-1]
+    assert preset("letter").tokenizer.config.diversity == pytest.approx(1e-4)  # LETTER's weight
+    assert preset("tiger").tokenizer.config.diversity == 0.0
+    with pytest.raises(ConfigError, match="diversity"):
+        RQVAEConfig(diversity=-1.0)
+    with pytest.raises(ConfigError, match="diversity_groups"):
+        RQVAEConfig(diversity=1e-4, diversity_groups=1)

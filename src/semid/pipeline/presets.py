@@ -51,6 +51,14 @@ _MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "
 _GPT2_SEQ = {"model": "gpt2", "gpt2.objective": "sequence", "gpt2.max_history": 20, "train.batch_size": 64,
              "train.epochs": 10, "train.patience": 2, "train.lr": 1e-3, "train.warmup_steps": 100}
 _LCREC = {"data.max_history": 50, "tokenizer": "fusid", "fusid.pairs_per_epoch": 40_000}
+# TIGER / LETTER / MusicRec on built-in MovieLens (issue 5's table): "text" = title + user tags through the
+# text encoder, "genre" = genre multi-hot as MusicRec's second modality, "cf" = SASRec item embeddings.
+# CPU-sized like movielens-fusid-t5: each user's last 30 train targets, 10-item histories; tokenizers
+# 100 epochs; SASRec z_cf 20 epochs; MusicRec's 6 tasks take 10 targets per user each.
+_ML_RQ = {**_ML, "model": "musicrec_gen", **_CPU_GEN, "train.epochs": 6, "train.patience": 2,
+          "data.train_tail": 30, "musicrec_gen.t5.max_history": 10, "rqvae.epochs": 100, "musicrec.epochs": 100,
+          "sasrec_cf_epochs": 20, "musicrec.text_modality": "text", "musicrec.image_modality": "genre"}
+_ML_TEXT, _ML_GENRE, _ML_CF = "text=text:title,tags", "genre=multihot:genres", "cf=sasrec"
 
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
@@ -66,6 +74,16 @@ PRESETS: dict[str, RunPreset] = {
     "movielens-sasrec": RunPreset("SASRec on built-in MovieLens",
                                   {**_ML, "name": "sasrec", "tokenizer": "none", "model": "sasrec",
                                    "data.max_history": 200, "sasrec.max_len": 200}),
+    "movielens-tiger": RunPreset("TIGER (RQ-VAE over title+tags text) + T5, built-in MovieLens",
+                                 {**_ML_RQ, "name": "tiger", "tokenizer_preset": "tiger", "features": (_ML_TEXT,)}),
+    "movielens-letter": RunPreset("LETTER (TIGER + SASRec alignment + diversity) + T5, built-in MovieLens",
+                                  {**_ML_RQ, "name": "letter", "tokenizer_preset": "letter",
+                                   "features": (_ML_TEXT, _ML_CF)}),
+    "movielens-musicrec": RunPreset("MusicRec (title+tags text, genre multi-hot, SASRec alignment, multi-task T5), "
+                                    "built-in MovieLens",
+                                    {**_ML_RQ, "name": "musicrec", "tokenizer_preset": "musicrec",
+                                     "features": (_ML_TEXT, _ML_GENRE, _ML_CF), "train.epochs": 3,
+                                     "musicrec_gen.max_targets_per_user": 10}),
     "mql4grec-popular": RunPreset("MostPopular, MQL4GRec Instruments",
                                   {**_MQL, "name": "popular", "tokenizer": "none", "model": "popular"}),
     "mql4grec-sasrec": RunPreset("SASRec, MQL4GRec Instruments",
@@ -105,6 +123,11 @@ for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
     PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
         f"MusicRec Table-3 ablation {_abl}, MQL4GRec Instruments",
         {**_MQL_MUSICREC, "name": f"musicrec-{_abl}", "tokenizer_preset": f"musicrec_{_abl}"},
+    )
+    PRESETS[f"movielens-musicrec-{_abl}"] = RunPreset(
+        f"MusicRec Table-3 ablation {_abl} (text = title+tags, image = genres), built-in MovieLens",
+        {**PRESETS["movielens-musicrec"].overrides, "name": f"musicrec-{_abl}",
+         "tokenizer_preset": f"musicrec_{_abl}"},
     )
 
 

@@ -101,7 +101,7 @@ def build_tokenizer(cfg: RunConfig):
         base = cfg.rqvae if p.tokenizer.config.__class__ is cfg.rqvae.__class__ else cfg.musicrec
         # The preset fixes the structure (levels, alpha, modality); the run's config supplies the budget.
         keep = {"epochs", "batch_size", "lr", "weight_decay", "seed", "hidden", "latent_dim", "n_codes", "tau",
-                "reseed_every", "code_level_decay"}
+                "reseed_every", "code_level_decay", "diversity_groups", "diversity_tau"}
         upd = {k: getattr(base, k) for k in keep if hasattr(p.tokenizer.config, k)}
         p.tokenizer.config = dataclasses.replace(p.tokenizer.config, **upd)
         return p.tokenizer, p.tasks

@@ -6,7 +6,7 @@ the generation tasks (``semid.models.musicrec_gen`` task names) the generative s
 | name              | tokenizer                                              | generation tasks            |
 |-------------------|--------------------------------------------------------|-----------------------------|
 | tiger             | RQ-VAE on text, 3 x 256 + collision digit, no alignment | text next-item              |
-| letter            | tiger + InfoNCE to SASRec z_cf (alpha 1e-2)             | text next-item              |
+| letter            | tiger + InfoNCE to SASRec z_cf (alpha 1e-2) + diversity 1e-4 | text next-item         |
 | musicrec          | shared 2 + specific 2 per modality, alpha 1e-2, beta 1e-4 | all five (uni, multi, align) |
 | musicrec_wo_isem  | RQ-VAE on text only, 4 levels, alpha/beta as MusicRec   | text next-item              |
 | musicrec_wo_tsem  | RQ-VAE on image only, 4 levels, alpha/beta as MusicRec  | image next-item             |
@@ -53,9 +53,11 @@ def tiger(*, text: str = "text", **kw) -> Preset:
     return Preset("tiger", RQVAETokenizer(config=cfg), (UNI_TEXT,))
 
 
-def letter(*, text: str = "text", cf: str = "cf", alpha: float = 1e-2, **kw) -> Preset:
+def letter(*, text: str = "text", cf: str = "cf", alpha: float = 1e-2, diversity: float = 1e-4, **kw) -> Preset:
+    # alpha and the diversity weight as LETTER's Instruments tokenizer script (cf 0.01, diversity 1e-4)
     cfg = RQVAEConfig(
-        modality=text, n_levels=3, alpha=alpha, beta=0.0, cf_embedding=cf, collision_digit=True, **kw
+        modality=text, n_levels=3, alpha=alpha, beta=0.0, cf_embedding=cf, collision_digit=True,
+        diversity=diversity, **kw
     )
     return Preset("letter", RQVAETokenizer(config=cfg), (UNI_TEXT,))
 

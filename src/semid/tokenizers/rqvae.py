@@ -1,9 +1,9 @@
 """TIGER's RQ-VAE tokenizer (Rajput et al. 2023) and LETTER's collaborative variant (Wang et al. 2024a).
 
 One modality embedding x (D) -> MLP encoder -> z (32) -> residual quantizer (3 x 256) -> MLP decoder -> x̂.
-L = L_recon + L_RQ (+ alpha L_align + beta L_relation for LETTER, against SASRec z_cf). After training
+L = L_recon + L_RQ (+ alpha L_align + beta L_relation for LETTER, against SASRec z_cf)
+(+ diversity * sum over levels of LETTER's L_div, ``semid.quantize.diversity``). After training
 every item gets its 3 codes plus TIGER's 4th collision digit (``resolve_collisions(always_append=True)``).
-LETTER's diversity regulariser (codeword-cluster balancing) is not implemented.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from semid.config import from_dict
 from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
+from semid.quantize.diversity import balanced_groups, diversity_loss, sample_positives
 from semid.quantize.rq import ResidualQuantizer
 from semid.tokenizers.alignment import CollaborativeAlignment
 from semid.tokenizers.base import BaseTokenizer
@@ -45,6 +46,19 @@ class RQVAEConfig:
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
     seed: int = 0  # torch / numpy seed
     code_level_decay: float = 1.0  # code-tuple modality: level l's one-hot scaled by decay**l (1 = plain)
+    diversity: float = 0.0  # weight of LETTER's diversity loss per level (0 = off; LETTER uses 1e-4)
+    diversity_groups: int = 10  # balanced codeword groups per level, recomputed every epoch (LETTER: 10)
+    diversity_tau: float = 1.0  # temperature of the diversity loss (LETTER: 1)
+
+    def __post_init__(self):
+        if self.diversity < 0 or self.diversity_tau <= 0:
+            raise ConfigError(
+                f"rqvae diversity must be >= 0 and diversity_tau > 0; got {self.diversity}, {self.diversity_tau}"
+            )
+        if self.diversity > 0 and not 2 <= self.diversity_groups <= self.n_codes:
+            raise ConfigError(
+                f"rqvae diversity_groups must be in [2, n_codes={self.n_codes}]; got {self.diversity_groups}"
+            )
 
 
 def mlp(widths: list[int]) -> nn.Sequential:
@@ -93,14 +107,18 @@ def train_loop(
     reseed_every: int,
     seed: int,
     reseed: Callable[[], list[int]],
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> tuple[list[dict[str, float]], int]:
-    """Mini-batch AdamW over shuffled item indices. ``step(idx)`` returns a dict with "loss".
-    Returns (per-epoch mean of every term, total dead codes re-seeded)."""
+    """Mini-batch AdamW over shuffled item indices. ``step(idx)`` returns a dict with "loss";
+    ``on_epoch_start(epoch)`` runs before each epoch. Returns (per-epoch mean of every term, total dead
+    codes re-seeded)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     history, n_reseeded = [], 0
     model.train()
     for epoch in range(epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         perm = torch.from_numpy(rng.permutation(n_items))
         sums: dict[str, float] = {}
         n_b = 0
@@ -164,6 +182,14 @@ class RQVAETokenizer(BaseTokenizer):
                 in_dim=c.latent_dim, cf_dim=zcf.shape[1], alpha=c.alpha, beta=c.beta, tau=c.tau
             )
         params = nn.ModuleDict({"model": self.model, "align": self.align})
+        levels = self.model.rq.levels
+        # LETTER's codeword groups, per level; None = recompute at the next step (every epoch start, and
+        # only once the level's codebook has had its k-means init on the first batch).
+        groups: list[torch.Tensor | None] = [None] * len(levels)
+        gen = torch.Generator().manual_seed(c.seed + 1)
+
+        def new_epoch(epoch: int) -> None:
+            groups[:] = [None] * len(levels)
 
         def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             xb = x[idx]
@@ -175,6 +201,16 @@ class RQVAETokenizer(BaseTokenizer):
                 a = self.align(q.codeword_sum, zcf[idx])
                 out |= {"align": a["align"], "relation": a["relation"]}
                 loss = loss + a["loss"]
+            if c.diversity > 0:
+                div = q.loss.new_zeros(())
+                for lvl, vq in enumerate(levels):
+                    if groups[lvl] is None:
+                        groups[lvl] = balanced_groups(vq.codebook, c.diversity_groups, seed=c.seed + lvl)
+                    codes = q.codes[:, lvl]  # (B,)
+                    pos = sample_positives(codes, groups[lvl], gen)
+                    div = div + diversity_loss(vq.codebook[codes], codes, vq.codebook, pos, tau=c.diversity_tau)
+                out["diversity"] = div
+                loss = loss + c.diversity * div
             out["loss"] = loss
             return out
 
@@ -189,6 +225,7 @@ class RQVAETokenizer(BaseTokenizer):
             reseed_every=c.reseed_every,
             seed=c.seed,
             reseed=self.model.rq.reseed_dead_codes,
+            on_epoch_start=new_epoch,
         )
         with torch.no_grad():
             codes = self.model.rq.encode(self.model.encoder(x)).numpy()
