@@ -7,8 +7,10 @@ directory (``metrics.json``), so an interrupted sweep continues where it stopped
 
     # MusicRec Table 2 setting (amazon-mql4grec/Instruments), CPU budget:
     python benchmarks/bench_presets.py --suite mql4grec --budget cpu
-    # MovieLens (built-in): quickstart, FusID + T5, SASRec, MostPopular
-    python benchmarks/bench_presets.py --suite movielens --budget cpu
+    # MovieLens (built-in): quickstart, FusID + T5, TIGER, LETTER, MusicRec, SASRec, MostPopular; and
+    # MusicRec's Table-3 ablations (presets already CPU-sized, so their own settings):
+    python benchmarks/bench_presets.py --suite movielens --budget preset
+    python benchmarks/bench_presets.py --suite movielens-ablations --budget preset
     # any presets, any extra overrides:
     python benchmarks/bench_presets.py --presets mql4grec-tiger,mql4grec-musicrec --set train.epochs=2
 """
@@ -41,11 +43,17 @@ SUITES = {
         "mql4grec-tiger", "mql4grec-letter", "mql4grec-musicrec", "mql4grec-fusid-gpt2", "mql4grec-fusid-t5",
         *(f"mql4grec-musicrec-{a}" for a in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma")),
     ],
-    "movielens": ["movielens-popular", "movielens-sasrec", "quickstart", "movielens-fusid-t5"],
+    "movielens": ["movielens-popular", "movielens-sasrec", "quickstart", "movielens-fusid-t5",
+                  "movielens-tiger", "movielens-letter", "movielens-musicrec"],
+    "movielens-ablations": [
+        "movielens-musicrec",
+        *(f"movielens-musicrec-{a}" for a in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma")),
+    ],
 }
 # CPU budget (2 cores): fewer epochs, bounded train examples, smaller generators. Stated in RESULTS.md.
 BUDGETS = {
     "paper": {},
+    "preset": {},  # each preset's own settings (the movielens-* presets are already CPU-sized)
     "cpu": {
         "train.epochs": 4, "train.patience": 2, "train.batch_size": 256, "train.lr": 2e-3,
         "train.warmup_steps": 100, "data.train_tail": 20,
