@@ -129,6 +129,20 @@ def test_resume_with_changed_config_is_refused(tiny_amazon, tmp_path):
         run(resolve(None, {**base, "seed": 3}), tmp_path / "r", resume=True)
 
 
+def test_stored_config_is_what_a_run_writes(tiny_amazon, tmp_path):
+    """bench_presets reuses a finished run only when its config.json equals stored_config(cfg)."""
+    import json
+
+    from semid.pipeline.runner import stored_config
+
+    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "none", "model": "popular"})
+    run(cfg, tmp_path / "r")
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved == stored_config(cfg)
+    assert saved != stored_config(resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "none",
+                                                 "model": "popular", "seed": 3}))
+
+
 def test_every_preset_resolves():
     from semid.pipeline.presets import PRESETS
 

@@ -180,14 +180,21 @@ def save_model_weights(model, directory: Path) -> None:
         atomic_write(directory / "final.safetensors", lambda p: save_model(module, str(p)))
 
 
+def stored_config(cfg: RunConfig) -> dict:
+    """The JSON dict a run writes as ``config.json`` for ``cfg`` (seeds resolved). It never carries the
+    resume flag, so a resumed run's config.json equals the original's; compare against it to tell whether a
+    run directory was made by this config."""
+    cfg = _reseed(cfg)
+    return json.loads(json.dumps(to_dict(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                                          resume=False)))))
+
+
 def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         console=None) -> dict:
     """Execute the pipeline; returns {"valid": metrics, "test": metrics, "tokenizer": report | None}."""
-    cfg = _reseed(cfg)
     run_dir = make_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    # The stored config never carries the resume flag, so a resumed run's config.json equals the original.
-    resolved = json.loads(json.dumps(to_dict(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                                                              resume=False)))))
+    resolved = stored_config(cfg)
+    cfg = _reseed(cfg)
     prev = run_dir / "config.json"
     if resume and prev.exists() and read_json(prev) != resolved:
         raise ConfigError(f"{prev}: --resume with a different config; start a new --run-dir instead")
