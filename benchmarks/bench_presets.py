@@ -22,7 +22,7 @@ import json
 import time
 from pathlib import Path
 
-from semid.config import parse_overrides
+from semid.config import differences, parse_overrides
 from semid.pipeline.presets import resolve
 from semid.pipeline.runner import run, stored_config
 
@@ -83,16 +83,6 @@ def _budget(name: str, preset: str) -> dict:
     return known
 
 
-def _differences(a, b, path: str = "") -> list[str]:
-    """Dotted paths where two JSON configs differ, as 'path: a != b'."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        return out
-    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=sorted(SUITES), default="mql4grec")
@@ -117,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         if (run_dir / "summary.json").is_file():
             # A finished run is reused only when it was made by this very config (budget, --set, data).
             saved = json.loads((run_dir / "config.json").read_text())
-            diff = _differences(saved, stored_config(cfg))
+            diff = differences(saved, stored_config(cfg))
             if diff:
                 raise SystemExit(f"{run_dir} holds a finished run of another config ({'; '.join(diff[:5])}); "
                                  "pass another --out or remove that directory")

@@ -40,3 +40,12 @@ def test_unknown_field_is_named():
         override(Outer(), {"train.layers": "two"})
     with pytest.raises(ConfigError, match="section.field=value"):
         parse_overrides(["--oops"])
+
+
+def test_differences_names_every_changed_path():
+    from semid.config import differences
+
+    a = {"seed": 0, "train": {"epochs": 3, "lr": 1e-3}, "name": "x"}
+    b = {"seed": 0, "train": {"epochs": 4, "lr": 1e-3}, "extra": True, "name": "x"}
+    assert differences(a, b) == ["extra: None != True", "train.epochs: 3 != 4"]
+    assert differences(a, a) == []

@@ -125,8 +125,9 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
 def test_resume_with_changed_config_is_refused(tiny_amazon, tmp_path):
     base = {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "none", "model": "popular"}
     run(resolve(None, base), tmp_path / "r")
-    with pytest.raises(SemidError, match="different config"):
+    with pytest.raises(SemidError, match="different config") as err:
         run(resolve(None, {**base, "seed": 3}), tmp_path / "r", resume=True)
+    assert "seed: 0 != 3" in str(err.value)  # the error names what changed
 
 
 def test_stored_config_is_what_a_run_writes(tiny_amazon, tmp_path):

@@ -57,6 +57,16 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON config dicts differ, as 'path: a != b' (sorted keys, nested dicts walked)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        return out
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
 def from_dict(cls: type[T], data: dict) -> T:
     """Build ``cls`` from a (possibly partial) dict; unknown keys are an error naming the valid ones."""
     hints = _hints(cls)

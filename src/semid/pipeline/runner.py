@@ -16,7 +16,7 @@ import logging
 import time
 from pathlib import Path
 
-from semid.config import to_dict
+from semid.config import differences, to_dict
 from semid.data import dataset_stats, k_core, leave_one_out, load_dataset, min_length, playlist_continuation
 from semid.data.types import Dataset, Interactions, Split
 from semid.errors import ConfigError
@@ -196,8 +196,10 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     resolved = stored_config(cfg)
     cfg = _reseed(cfg)
     prev = run_dir / "config.json"
-    if resume and prev.exists() and read_json(prev) != resolved:
-        raise ConfigError(f"{prev}: --resume with a different config; start a new --run-dir instead")
+    diff = differences(read_json(prev), resolved) if resume and prev.exists() else []
+    if diff:
+        raise ConfigError(f"{prev}: --resume with a different config ({'; '.join(diff[:5])}); "
+                          "start a new --run-dir instead")
     if resume:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
     write_json(prev, resolved)
