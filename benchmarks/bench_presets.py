@@ -11,6 +11,8 @@ directory (``metrics.json``), so an interrupted sweep continues where it stopped
     # MusicRec's Table-3 ablations (presets already CPU-sized, so their own settings):
     python benchmarks/bench_presets.py --suite movielens --budget preset
     python benchmarks/bench_presets.py --suite movielens-ablations --budget preset
+    # LC-Rec Instruments and Games (no item text: item2vec views stand in; presets CPU-sized):
+    python benchmarks/bench_presets.py --suite lcrec --budget preset
     # any presets, any extra overrides:
     python benchmarks/bench_presets.py --presets mql4grec-tiger,mql4grec-musicrec --set train.epochs=2
 """
@@ -45,6 +47,9 @@ SUITES = {
     ],
     "movielens": ["movielens-popular", "movielens-sasrec", "quickstart", "movielens-fusid-t5",
                   "movielens-tiger", "movielens-letter", "movielens-musicrec"],
+    # LC-Rec/LETTER splits (item2vec stands in for the missing item text; see the presets' comments)
+    "lcrec": [f"lcrec-{d}-{m}" for d in ("instruments", "games")
+              for m in ("popular", "sasrec", "fusid-gpt2", "fusid-t5", "tiger", "letter", "musicrec")],
     "movielens-ablations": [
         "movielens-musicrec",
         *(f"movielens-musicrec-{a}" for a in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma")),

@@ -226,3 +226,38 @@ def test_fusid_run_is_reproducible_from_its_saved_config(tiny_amazon, tmp_path):
         r.pop("seconds")
     assert reports[0] == reports[1] and reports[0]["n_items"] == N_ITEMS
     assert a["tokenizer"]["duplicate_input_rate"] == 0.0  # every item has its own lemb code tuple
+
+
+@pytest.mark.parametrize("preset", ["lcrec-instruments-tiger", "lcrec-instruments-musicrec"])
+def test_lcrec_rq_presets_run_end_to_end_on_cooccurrence_views(tiny_amazon, tmp_path, monkeypatch, preset):
+    """The LC-Rec TIGER / MusicRec presets (item2vec windows 5 and 50 as modalities, SASRec z_cf) run through the
+    runner on a dataset without item text, give unique IDs and valid top-k lists, on a tiny budget."""
+    monkeypatch.setenv("SEMID_CACHE", str(tmp_path / "cache"))
+    tiny = {**FAST, "data.dataset": str(tiny_amazon), "train.epochs": 1, "rqvae.epochs": 3, "musicrec.epochs": 3,
+            "rqvae.n_codes": 8, "musicrec.n_codes": 8, "sasrec_cf_epochs": 1, "musicrec_gen.t5.valid_users": 8,
+            "musicrec_gen.t5.beam": 4, "musicrec_gen.t5.valid_beam": 4}
+    out = run(resolve(preset, tiny), tmp_path / "r")
+    m = read_json(tmp_path / "r" / "metrics.json")
+    assert m["n_eval_users"] == 40 and 0.0 <= m["HR@10"] <= 1.0 and "valid" not in out  # eval_valid off
+    report = read_json(tmp_path / "r" / "tokenizer" / "ids" / "report.json")
+    assert report["conflict_rate_final"] == 0.0
+    feats = read_json(tmp_path / "r" / "features.json")
+    expected = {"cooc"} if preset.endswith("tiger") else {"cooc", "basket", "cf"}
+    assert set(feats) == expected
+    if "basket" in feats:
+        assert feats["basket"]["args"] == ["window=50"]
+
+
+def test_item2vec_spec_options_are_checked(tiny_amazon, tmp_path, monkeypatch):
+    from semid.pipeline.features import attach_features
+    from semid.pipeline.runner import prepare_data
+
+    monkeypatch.setenv("SEMID_CACHE", str(tmp_path / "cache"))
+    ds, split = prepare_data(resolve(None, {**FAST, "data.dataset": str(tiny_amazon)}))
+    summary = attach_features(ds.catalog, split.train, ("a=item2vec", "b=item2vec:window=50,dim=16"), dataset="t")
+    assert summary["a"]["dim"] == 64 and summary["b"]["dim"] == 16
+    assert not np.allclose(ds.catalog.embeddings["a"][:, :16], ds.catalog.embeddings["b"])
+    for bad, msg in (("c=item2vec:win=3", "window=<int>"), ("c=item2vec:window=x", "integers"),
+                     ("c=item2vec:window=0", ">= 1"), ("c=item2vec:5", "window=<int>")):
+        with pytest.raises(SemidError, match=msg):
+            attach_features(ds.catalog, split.train, (bad,), dataset="t")

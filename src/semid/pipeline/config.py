@@ -43,7 +43,7 @@ class RunConfig:
       multihot:f      multi-hot of a set field (genres, categories), see MultiHotConfig
       codes:k[,decay=d]  per-level one-hots of precomputed code tuples catalog.codes[k] (MQL4GRec
                          indices); level l scaled by d**l (default 1 = plain one-hots)
-      item2vec        skip-gram co-occurrence embeddings learned on the TRAIN split only
+      item2vec[:window=w,dim=d]  skip-gram co-occurrence embeddings learned on the TRAIN split only
       sasrec          SASRec item embeddings (hidden = sasrec_cf_dim) learned on the TRAIN split only
     """
 

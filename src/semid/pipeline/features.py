@@ -73,7 +73,18 @@ def attach_features(catalog: Catalog, train: Interactions, specs: tuple[str, ...
         elif kind == "item2vec":
             from semid.encoders.cooc import Item2VecConfig, Item2VecEncoder
 
-            enc = Item2VecEncoder(config=Item2VecConfig(seed=seed))
+            # item2vec[:window=<w>,dim=<d>]: a long window sees a user's whole basket (global co-purchase),
+            # the default 5 its neighbours in time; two windows give two co-occurrence views of one catalog
+            opts = dict(a.split("=", 1) for a in args if "=" in a)
+            if set(opts) - {"window", "dim"} or any("=" not in a for a in args):
+                raise ConfigError(f"feature {spec!r}: use item2vec[:window=<int>,dim=<int>]")
+            try:
+                i2v = {k: int(v) for k, v in opts.items()}
+            except ValueError:
+                raise ConfigError(f"feature {spec!r}: window and dim must be integers") from None
+            if any(v < 1 for v in i2v.values()):
+                raise ConfigError(f"feature {spec!r}: window and dim must be >= 1")
+            enc = Item2VecEncoder(config=Item2VecConfig(seed=seed, **i2v))
             emb, mask = cache.get_or_compute(dataset, "cooc", "item2vec", enc.config, catalog.item_ids,
                                              lambda enc=enc: enc.fit_transform(train, catalog.n_items),
                                              extra=interactions_hash(train))

@@ -119,6 +119,36 @@ for _ds in ("Instruments", "Games"):
          **_CPU_GEN, "train.epochs": 3, "train.patience": 2, "data.train_tail": 20, "t5.max_history": 10,
          "t5.valid_users": 256},
     )
+# TIGER / LETTER / MusicRec on the LC-Rec splits (issue 5's table). The shared copies carry no item text, so
+# co-occurrence stands in for content: "cooc" = item2vec over a 5-item window (neighbours in time) is TIGER's
+# and LETTER's input and MusicRec's first modality; "basket" = item2vec over a 50-item window (a user's whole
+# train sequence, i.e. global co-purchase) is MusicRec's second; "cf" = SASRec item embeddings (z_cf).
+# Users who pass <D>.item.json put text=text:title,description in place of cooc. CPU-sized like the
+# mql4grec rows: T5 on each user's last 20 train targets, 10-item histories, 2 epochs (MusicRec: 1 epoch,
+# 1 target per user per task); early stopping on 256 sampled valid users, and no full valid pass at the end.
+_LCREC_RQ = {"data.max_history": 50, "model": "musicrec_gen", **_CPU_GEN, "train.epochs": 2, "train.patience": 2,
+             "data.train_tail": 20, "musicrec_gen.t5.max_history": 10, "musicrec_gen.t5.valid_users": 256,
+             "rqvae.epochs": 100, "musicrec.epochs": 100, "sasrec_cf_epochs": 10, "eval_valid": False,
+             "musicrec.text_modality": "cooc", "musicrec.image_modality": "basket"}
+_LC_COOC, _LC_BASKET = "cooc=item2vec", "basket=item2vec:window=50"
+for _ds in ("Instruments", "Games"):
+    _d = {"data.dataset": f"../shared/data/amazon-lcrec/{_ds}"}
+    PRESETS[f"lcrec-{_ds.lower()}-popular"] = RunPreset(
+        f"MostPopular, amazon-lcrec/{_ds}", {**_d, "name": "popular", "tokenizer": "none", "model": "popular"})
+    PRESETS[f"lcrec-{_ds.lower()}-sasrec"] = RunPreset(
+        f"SASRec, amazon-lcrec/{_ds}", {**_d, "data.max_history": 50, "name": "sasrec", "tokenizer": "none",
+                                         "model": "sasrec"})
+    PRESETS[f"lcrec-{_ds.lower()}-tiger"] = RunPreset(
+        f"TIGER (RQ-VAE over item2vec) + T5 (CPU-sized), amazon-lcrec/{_ds}",
+        {**_LCREC_RQ, **_d, "name": "tiger", "tokenizer_preset": "tiger", "features": (_LC_COOC,)})
+    PRESETS[f"lcrec-{_ds.lower()}-letter"] = RunPreset(
+        f"LETTER (TIGER + SASRec alignment + diversity) + T5 (CPU-sized), amazon-lcrec/{_ds}",
+        {**_LCREC_RQ, **_d, "name": "letter", "tokenizer_preset": "letter", "features": (_LC_COOC, "cf=sasrec")})
+    PRESETS[f"lcrec-{_ds.lower()}-musicrec"] = RunPreset(
+        f"MusicRec (item2vec window 5 and window 50 as the two modalities, SASRec alignment, multi-task T5; "
+        f"CPU-sized), amazon-lcrec/{_ds}",
+        {**_LCREC_RQ, **_d, "name": "musicrec", "tokenizer_preset": "musicrec",
+         "features": (_LC_COOC, _LC_BASKET, "cf=sasrec"), "train.epochs": 1, "musicrec_gen.max_targets_per_user": 1})
 for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
     PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
         f"MusicRec Table-3 ablation {_abl}, MQL4GRec Instruments",
