@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from semid.errors import SemidError
 from semid.io import read_json
@@ -54,6 +55,8 @@ def test_popular_run_writes_metrics_and_config(tiny_amazon, tmp_path):
     out = run(resolve(None, {**cfg_overrides(tiny_amazon), "eval_valid": False}), tmp_path / "test_only")
     assert "valid" not in out and not (tmp_path / "test_only" / "metrics_valid.json").exists()
     assert read_json(tmp_path / "test_only" / "metrics.json")["HR@10"] == m["HR@10"]
+    env = read_json(tmp_path / "run" / "summary.json")["environment"]
+    assert env["torch_threads"] == torch.get_num_threads() and env["torch"] == torch.__version__
 
 
 @pytest.mark.parametrize("objective", ["sequence", "next"])

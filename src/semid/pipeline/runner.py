@@ -49,6 +49,18 @@ def _reseed(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+def runtime_environment() -> dict:
+    """What besides the config decides a run's floats: library versions, device, torch thread count."""
+    import platform
+
+    import torch
+
+    import semid
+
+    return {"semid": semid.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+
+
 def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
     ds = load_dataset(cfg.data.dataset)
     if cfg.data.min_length:
@@ -254,6 +266,9 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
         else:
             write_json(run_dir / "metrics_valid.json", {"split": which, "dataset": ds.name, "model": cfg.name, **m})
     out["total_seconds"] = time.perf_counter() - t0
+    # Float reduction order depends on the intra-op thread count, so IDs and metrics of one seed differ
+    # between thread counts; the summary records what this run used.
+    out["environment"] = runtime_environment()
     write_json(run_dir / "summary.json", {"name": cfg.name, "dataset": ds.name, **out})
     log.info("run %s done in %.1fs", cfg.name, out["total_seconds"])
     return out

@@ -34,6 +34,7 @@ from semid.tokenizers.fusid_losses import FusIDLossConfig, fusid_loss
 from semid.tokenizers.fusid_pairs import PairConfig, mine_pairs, sample_negatives
 from semid.tokenizers.fusion import FusionConfig, FusionNet
 from semid.tokenizers.ids import input_conflict_report
+from semid.tokenizers.sparse_linear import input_density
 from semid.train.loop import TrainConfig, Trainer
 
 
@@ -107,7 +108,11 @@ class FusID(BaseTokenizer):
         # Seed the init from the config (the Trainer seeds only after the net exists; earlier steps such as a
         # text encoder's loading may have consumed the global torch RNG).
         torch.manual_seed(cfg.training.seed)
-        self.fusion_ = FusionNet(in_dims=self.in_dims_, n_sub=cfg.pq.n_sub, config=cfg.fusion)
+        density = input_density(x, self.in_dims_)
+        self.sparse_blocks_ = [m for m, d in enumerate(density) if d < cfg.fusion.sparse_below]
+        self.fusion_ = FusionNet(
+            in_dims=self.in_dims_, n_sub=cfg.pq.n_sub, config=cfg.fusion, sparse_blocks=tuple(self.sparse_blocks_)
+        )
         self.loss_log_ = self._train(x, present, train)
         t_train = time.perf_counter()
         z = self.embed(x, present)  # (N, n, d)
@@ -130,6 +135,7 @@ class FusID(BaseTokenizer):
         self.report_["n_pq_fit_items"] = int(len(fit_items))
         self.report_["modalities"] = self.modalities_
         self.report_["modality_coverage"] = self.coverage_
+        self.report_["sparse_modalities"] = [self.modalities_[m] for m in self.sparse_blocks_]
         self.report_["seconds"] = {
             "features": t_feat - t0,
             "train": t_train - t_feat,
@@ -240,6 +246,7 @@ class FusID(BaseTokenizer):
                 "modalities": self.modalities_,
                 "in_dims": self.in_dims_,
                 "coverage": self.coverage_,
+                "sparse_blocks": self.sparse_blocks_,
                 "loss_log": self.loss_log_,
             },
         )
@@ -256,10 +263,16 @@ class FusID(BaseTokenizer):
             ) from None
         obj.modalities_, obj.in_dims_ = meta["modalities"], meta["in_dims"]
         obj.coverage_, obj.loss_log_ = meta.get("coverage", {}), meta.get("loss_log", [])
+        obj.sparse_blocks_ = list(meta.get("sparse_blocks", []))  # runs saved before the sparse path: dense
         state = getattr(obj, "_pending_state", None)
         if state is None:
             raise CheckpointError(f"{path}/state.safetensors missing: the fusion weights were not saved")
-        obj.fusion_ = FusionNet(in_dims=obj.in_dims_, n_sub=obj.config.pq.n_sub, config=obj.config.fusion)
+        obj.fusion_ = FusionNet(
+            in_dims=obj.in_dims_,
+            n_sub=obj.config.pq.n_sub,
+            config=obj.config.fusion,
+            sparse_blocks=tuple(obj.sparse_blocks_),
+        )
         obj.fusion_.load_state_dict(
             {k[len("fusion.") :]: v for k, v in state.items() if k.startswith("fusion.")}
         )
