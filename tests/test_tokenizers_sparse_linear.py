@@ -92,6 +92,25 @@ def test_fusion_net_sparse_path_equals_dense_path_in_train_and_eval_mode():
         FusionNet(in_dims=dims, sparse_blocks=(3,))
 
 
+def test_fusion_net_sparse_path_under_bf16_autocast():
+    """bf16 autocast (CUDA training; CPU autocast here): the sparse path runs in float32 inside, trains,
+    and stays within bf16 rounding of the dense path."""
+    dims = [5, 40, 3]
+    x = _sparse_x(dtype=torch.float32)
+    present = torch.ones(x.shape[0], 3, dtype=torch.bool)
+    torch.manual_seed(0)
+    dense = FusionNet(in_dims=dims, n_sub=2, config=FusionConfig(d_sub=4, hidden=16)).eval()
+    sparse = FusionNet(in_dims=dims, n_sub=2, config=FusionConfig(d_sub=4, hidden=16), sparse_blocks=(1,)).eval()
+    sparse.load_state_dict(dense.state_dict())
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        a = dense(x, present)
+        c = sparse(x, present)
+    torch.testing.assert_close(c.float(), a.float(), rtol=0.05, atol=0.05)
+    c.float().square().sum().backward()
+    assert sparse.fc1.weight.grad is not None and torch.isfinite(sparse.fc1.weight.grad).all()
+    assert sparse.fc1.weight.grad.dtype == torch.float32
+
+
 def _tag_catalog(n=60, seed=0):
     """Wide, mostly empty 'tags' sets (1 tag for a third of the items) beside a dense embedding."""
     rng = np.random.default_rng(seed)

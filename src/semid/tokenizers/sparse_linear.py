@@ -18,6 +18,13 @@ class _BlockSparseLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, dense_cols, sparse_cols):
+        # Computed in the weight's dtype with autocast off (backward gets no autocast, and the sparse product
+        # has no bf16 kernel on CPU), so bf16 autocast runs see float32 here and cast the output downstream.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return _BlockSparseLinear._forward(ctx, x.to(weight.dtype), weight, bias, dense_cols, sparse_cols)
+
+    @staticmethod
+    def _forward(ctx, x, weight, bias, dense_cols, sparse_cols):
         # x (B, D), weight (H, D), bias (H,), dense_cols (Dd,), sparse_cols (Ds,) long; Dd + Ds = D
         xd = x.index_select(1, dense_cols)  # (B, Dd)
         wd = weight.index_select(1, dense_cols)  # (H, Dd)
@@ -38,6 +45,7 @@ class _BlockSparseLinear(torch.autograd.Function):
     def backward(ctx, g):
         # g (B, H)
         xd, wd, rows, slot, vals, used, weight, dense_cols, sparse_cols = ctx.saved_tensors
+        g = g.to(weight.dtype)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = g.new_zeros(ctx.x_shape)
