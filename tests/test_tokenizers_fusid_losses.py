@@ -72,3 +72,23 @@ def test_modality_dropout_keeps_one_modality():
     flags = fused[:, -2:]
     assert (flags.sum(1) >= 1).all()
     assert (flags[:50, 0] == 1).all()  # an item's only modality is never dropped
+
+
+def test_fusid_loss_gradient_is_bit_identical_across_runs_with_two_threads():
+    """Pairs repeat items, so the backward accumulates into shared rows; it must not depend on thread timing
+    (advanced indexing's backward did, with >1 intra-op thread)."""
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(600, 4, 32, generator=g)
+    pairs = torch.randint(0, 600, (3000, 2), generator=g)
+    target = torch.ones(3000)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            z = z0.clone().requires_grad_(True)
+            fusid_loss(z, pairs, target)[0].backward()
+            grads.append(z.grad)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(grads[0], x) for x in grads[1:])

@@ -71,7 +71,10 @@ def fusid_loss(
     zero = z.new_zeros(())
     cont = zero
     if config.contrastive and pairs is not None and len(pairs):
-        cont = contrastive_mse(z[pairs[:, 0]], z[pairs[:, 1]], target)
+        # index_select, not z[idx]: advanced indexing's backward (index_put_ with accumulate) adds in a
+        # thread-dependent order on CPU, so with >1 intra-op thread two runs of one seed differed; both are
+        # bit-identical at one thread.
+        cont = contrastive_mse(z.index_select(0, pairs[:, 0]), z.index_select(0, pairs[:, 1]), target)
     cov = cov_loss(z) if config.alpha > 0 else zero
     var = var_loss(z, config.var_eps) if config.alpha > 0 else zero
     total = cont + config.alpha * (cov + var)
