@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semid.tokenizers.sparse_linear import block_columns, block_sparse_linear
+from semid.tokenizers.sparse_linear import block_columns, block_sparse_linear, complement_columns
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,14 @@ class FusionNet(nn.Module):
         if bad:
             raise ValueError(f"sparse_blocks {bad} out of range for {len(self.in_dims)} modalities")
         self.sparse_blocks = tuple(sorted(set(sparse_blocks)))
-        # (Ds,) input columns read sparsely; a buffer so .to(device) moves it, not saved in the state dict
-        self.register_buffer("sparse_cols", block_columns(self.in_dims, self.sparse_blocks), persistent=False)
         self.n_sub = n_sub
         self.config = config
         d_in = sum(self.in_dims) + (len(self.in_dims) if config.presence_flags else 0)
+        # (Ds,) input columns read sparsely and (D - Ds,) the rest, fixed per net; buffers so .to(device)
+        # moves them, not saved in the state dict
+        sparse_cols = block_columns(self.in_dims, self.sparse_blocks)
+        self.register_buffer("sparse_cols", sparse_cols, persistent=False)
+        self.register_buffer("dense_cols", complement_columns(d_in, sparse_cols), persistent=False)
         out = n_sub * config.d_sub
         self.fc1 = nn.Linear(d_in, config.hidden)
         self.bn = nn.BatchNorm1d(config.hidden)
@@ -89,7 +92,7 @@ class FusionNet(nn.Module):
         """(B, sum D_m), (B, M) -> fused sub-embeddings (B, n, d)."""
         inp = self.fuse_inputs(x, present)  # (B, D)
         if len(self.sparse_cols):
-            h = block_sparse_linear(inp, self.fc1.weight, self.fc1.bias, self.sparse_cols)
+            h = block_sparse_linear(inp, self.fc1.weight, self.fc1.bias, self.sparse_cols, self.dense_cols)
         else:
             h = self.fc1(inp)
         h = F.relu(self.bn(h))

@@ -4,8 +4,9 @@ FusID concatenates every modality before one Linear. On MovieLens the tag multi-
 1,943 input columns yet ~16% of items carry any tag, so a dense ``x @ W.T`` spends ~3/4 of the first layer's
 multiply-adds, forward and weight-gradient, on zeros. ``block_sparse_linear`` splits the columns: dense
 columns go through one GEMM; sparse columns go through a sparse (COO) x dense product over only the weight
-columns that some non-zero uses (cost ~nnz x hidden), forward and weight gradient. ``F.linear`` is the plain reference; tests check parity of the
-outputs and of all gradients, and ``benchmarks/bench_fusid.py --sparse-fc1`` measures the speed.
+columns that some non-zero uses (cost ~nnz x hidden), forward and weight gradient. ``F.linear`` is the plain
+reference; tests check parity of the outputs and of all gradients, and ``benchmarks/bench_sparse_fc1.py``
+measures the speed.
 """
 
 from __future__ import annotations
@@ -69,14 +70,25 @@ def _sparse(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: t
 
 
 def block_sparse_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sparse_cols: torch.Tensor
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    sparse_cols: torch.Tensor,
+    dense_cols: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` computed with the columns ``sparse_cols`` (long, sorted) of x treated
-    as sparse. x (B, D) float, weight (H, D), bias (H,) -> (B, H)."""
-    mask = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
-    mask[sparse_cols] = False
-    dense_cols = mask.nonzero(as_tuple=True)[0]
+    as sparse. x (B, D) float, weight (H, D), bias (H,) -> (B, H). ``dense_cols`` (the complement) may be
+    passed precomputed (FusionNet keeps it as a buffer) to spare a mask + nonzero per call."""
+    if dense_cols is None:
+        dense_cols = complement_columns(x.shape[1], sparse_cols)
     return _BlockSparseLinear.apply(x, weight, bias, dense_cols, sparse_cols)
+
+
+def complement_columns(n_cols: int, cols: torch.Tensor) -> torch.Tensor:
+    """Sorted column indices in range(n_cols) not in ``cols`` (long)."""
+    mask = torch.ones(n_cols, dtype=torch.bool, device=cols.device)
+    mask[cols] = False
+    return mask.nonzero(as_tuple=True)[0]
 
 
 def block_columns(in_dims: list[int], blocks: tuple[int, ...]) -> torch.Tensor:
