@@ -1,24 +1,43 @@
 """Constrained beam search throughput: semid's batched search vs transformers' ``generate``.
 
 Same GPT-2 weights, same left-padded inputs, same process. First checks that our top-10 equals
-``generate(num_beams=B, prefix_allowed_tokens_fn=...)`` on a sample, then times users/s for
-  ours (constrained) | HF generate constrained | HF generate unconstrained (beam only)
+``generate(num_beams=B, prefix_allowed_tokens_fn=...)`` on a sample (both decode steps), then times users/s for
+  ours, lean step (``LeanGPT2Step``: shared prompt cache, what ``recommend`` uses) | ours, HF-cache step
+  (``GPT2Step``) | HF generate constrained | HF generate unconstrained (beam only)
 and the share of our step time spent on the constraint (mask + child lookup).
 
     python benchmarks/bench_decode.py --users 64 --batch 32 --threads 2
+    python benchmarks/bench_decode.py --threads 1,2      # ours at each thread count, same process
+
+Threads default to semid's policy (``semid.threads``: ``SEMID_THREADS``, else torch's default) and the
+OpenMP wait policy to PASSIVE unless ``OMP_WAIT_POLICY`` is set (``--omp-wait-policy`` sets it here,
+before torch loads; ACTIVE is the spinning OpenMP default that collapses on shared cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
-import numpy as np
-import torch
+if __name__ == "__main__":  # the wait policy must be in the environment before torch loads
+    for i, a in enumerate(sys.argv):
+        if a.startswith("--omp-wait-policy"):
+            val = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
+            os.environ["OMP_WAIT_POLICY"] = val.upper()
+    from semid.threads import apply_wait_policy
 
-from semid.decoding import PrefixIndex, beam_search
-from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, GPT2Step
-from semid.models.vocab import EOS, PAD
+    apply_wait_policy()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from semid.decoding import PrefixIndex, beam_search  # noqa: E402
+from semid.decoding.lean_gpt2 import LeanGPT2Step  # noqa: E402
+from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, GPT2Step  # noqa: E402
+from semid.models.vocab import EOS, PAD  # noqa: E402
+from semid.threads import apply as apply_threads  # noqa: E402
 
 
 def random_codes(n: int, L: int, K: int, seed: int) -> np.ndarray:
@@ -52,11 +71,32 @@ def hf_generate(model, batch, L, beam, k, allowed_fn=None):
     return out.sequences[:, T:].reshape(B, k, L), out.sequences_scores.reshape(B, k)
 
 
+def rectokens_status() -> str:
+    """Whether rectokens' constrained decoding can run here, and if not the reason its own code gives.
+
+    rectokens 0.2.2 (PyPI) routes beam search through Triton kernels: ``rectokens/kernels/
+    constrained_node_transition.py`` starts with ``assert torch.cuda.is_available(), "CUDA is required to
+    import VTNK kernel."`` and imports ``triton``; ``rectokens.decoding`` imports it, so on a CPU machine the
+    package cannot decode at all. It is never a semid dependency: install it in its own venv to try it.
+    """
+    try:
+        import rectokens.decoding.constrained_decoding  # noqa: F401
+    except ImportError as e:
+        return f"not run: rectokens not importable here ({e}); on CPU it could not run anyway (CUDA-only kernels)"
+    except AssertionError as e:
+        return f"not run: rectokens refuses to import its kernels: {e!s} (rectokens/kernels/constrained_node_transition.py)"
+    return "importable (CUDA present), but not wired into this CPU benchmark"
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # CUDA kernels run asynchronously: time them to completion
     return (time.perf_counter() - t0) / repeats
 
 
@@ -72,12 +112,16 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--n-embd", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="", help="thread count, or a list (1,2) timed in turn; default: policy")
+    ap.add_argument("--omp-wait-policy", default="", help="PASSIVE | ACTIVE (read before torch loads)")
     ap.add_argument("--dense-limit", type=int, default=None, help="PrefixIndex dense_limit (0 = CSR masks)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--check", type=int, default=8, help="users whose top-k must match HF before timing")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: where the model, index and batches live")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    thread_list = [int(t) for t in args.threads.split(",")] if args.threads else [apply_threads(None)]
+    apply_threads(thread_list[0])
     torch.manual_seed(0)
 
     codes = random_codes(args.items, args.levels, args.codebook, seed=0)
@@ -85,39 +129,55 @@ def main() -> None:
         n_layer=args.n_layer, n_embd=args.n_embd, n_head=4, max_history=args.history, dropout=0.0
     )
     rec = GPT2Rec(codes=codes, codebook_sizes=[args.codebook] * args.levels, config=cfg).init_model()
-    model, index, L = rec.model_, rec.index_, args.levels
+    model, index, L = rec.model_.to(device).eval(), rec.index_, args.levels
     if args.dense_limit is not None:
         index = PrefixIndex.from_codes(rec.item_tokens_, dense_limit=args.dense_limit)
+    index = index.to(device)
     rng = np.random.default_rng(1)
     hists = [rng.integers(0, len(codes), size=rng.integers(1, args.history + 1)) for _ in range(args.users)]
-    batches = [rec.encode_histories(hists[s : s + args.batch]) for s in range(0, args.users, args.batch)]
+    def on_device(b: dict) -> dict:
+        return {k: v.to(device) for k, v in b.items()}
+
+    batches = [on_device(rec.encode_histories(hists[s : s + args.batch])) for s in range(0, args.users, args.batch)]
     tok2item = {tuple(t): i for i, t in enumerate(rec.item_tokens_.tolist())}
 
     # 1) same answers on a sample
-    sample = rec.encode_histories(hists[: args.check])
+    sample = on_device(rec.encode_histories(hists[: args.check]))
     with torch.no_grad():
         ours = beam_search(GPT2Step(model), sample, index, beam=args.beam, k=args.k)
         seqs, sc = hf_generate(model, sample, L, args.beam, args.k, index.next_tokens)
     hf_items = np.array([[tok2item.get(tuple(s), -1) for s in row] for row in seqs.tolist()])
-    same = (hf_items == ours.items.numpy()).all()
+    same = (hf_items == ours.items.cpu().numpy()).all()
     max_diff = float((sc - ours.scores).abs().max())
-    print(f"check on {args.check} users: top-{args.k} identical={same}, max |score diff|={max_diff:.2e}")
+    with torch.no_grad():
+        lean = beam_search(LeanGPT2Step(model, L - 1), sample, index, beam=args.beam, k=args.k)
+    same = same and bool((lean.items == ours.items).all())
+    max_diff = max(max_diff, float((sc - lean.scores).abs().max()))
+    print(f"check on {args.check} users: top-{args.k} identical={same} (HF generate, GPT2Step, LeanGPT2Step), "
+          f"max |score diff|={max_diff:.2e}")
     if not same:
         raise SystemExit("ours and transformers.generate disagree; not timing")
 
     # 2) throughput
     timings: dict[str, float] = {}
 
-    def run_ours(t=None):
+    def run_ours(t=None, step=lambda: GPT2Step(model)):
         with torch.no_grad():
             for b in batches:
-                beam_search(GPT2Step(model), b, index, beam=args.beam, k=args.k, timings=t)
+                beam_search(step(), b, index, beam=args.beam, k=args.k, timings=t)
+
+    t_lean = timed(lambda: run_ours(step=lambda: LeanGPT2Step(model, L - 1)), args.repeats)
 
     def run_hf(constrained: bool):
         with torch.no_grad():
             for b in batches:
                 hf_generate(model, b, L, args.beam, args.k, index.next_tokens if constrained else None)
 
+    per_thread = {}  # the lean step at each --threads count; everything else runs at the first
+    for n in thread_list[1:]:
+        torch.set_num_threads(n)
+        per_thread[n] = timed(lambda: run_ours(step=lambda: LeanGPT2Step(model, L - 1)), args.repeats)
+    torch.set_num_threads(thread_list[0])
     t_ours = timed(run_ours, args.repeats)
     run_ours(timings)
     t_hf_c = timed(lambda: run_hf(True), args.repeats)
@@ -125,13 +185,19 @@ def main() -> None:
     share = timings["constraint"] / (timings["constraint"] + timings["model"])
     u = args.users
     print(
-        f"device=cpu threads={args.threads} items={len(codes)} L={L} K={args.codebook} beam={args.beam} "
+        f"device={device} threads={thread_list[0]} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
+        f"load average {os.getloadavg()[0]:.1f} items={len(codes)} L={L} K={args.codebook} beam={args.beam} "
         f"k={args.k} batch={args.batch} users={u} gpt2 {args.n_layer}x{args.n_embd} "
         f"masks={'dense' if index.dense[-1] is not None else 'csr'} at the last level"
     )
-    print(f"ours constrained     : {u / t_ours:8.1f} users/s")
-    print(f"HF generate + prefix : {u / t_hf_c:8.1f} users/s   -> ours x{t_hf_c / t_ours:.1f}")
-    print(f"HF generate (no cons): {u / t_hf_u:8.1f} users/s   -> ours x{t_hf_u / t_ours:.1f}")
+    print(f"ours, lean step      : {u / t_lean:8.1f} users/s   -> x{t_ours / t_lean:.1f} the HF-cache step")
+    for n, t in per_thread.items():
+        print(f"ours, lean, {n:2d} thr  : {u / t:8.1f} users/s   -> x{t_lean / t:.2f} vs {thread_list[0]} thread(s)")
+    print(f"ours, HF-cache step  : {u / t_ours:8.1f} users/s")
+    print(f"HF generate + prefix : {u / t_hf_c:8.1f} users/s   -> lean x{t_hf_c / t_lean:.1f}, HF-cache step "
+          f"x{t_hf_c / t_ours:.1f}")
+    print(f"HF generate (no cons): {u / t_hf_u:8.1f} users/s   -> lean x{t_hf_u / t_lean:.1f}")
+    print(f"rectokens            : {rectokens_status()}")
     print(f"constraint share of our step time: {100 * share:.1f}% (index {index.nbytes() / 2**20:.2f} MiB)")
 
 

@@ -121,6 +121,109 @@ def kmeans_backends(x: np.ndarray, k: int) -> dict:
     return res
 
 
+def clustered(n: int, d: int, n_clusters: int, spread: float, seed: int) -> np.ndarray:
+    """Synthetic embeddings float32 [n, d]: a Gaussian mixture with a 1/sqrt(i) spectrum, standardised.
+
+    ``spread`` is the centre scale relative to the within-cluster noise (3 = well-separated clusters,
+    1 = overlapping, closer to the near-Gaussian FusID fusion outputs).
+    """
+    rng = np.random.default_rng(seed)
+    scales = 1.0 / np.sqrt(1.0 + np.arange(d))
+    centres = rng.normal(size=(n_clusters, d)) * scales * spread
+    x = centres[rng.integers(n_clusters, size=n)] + rng.normal(size=(n, d)) * scales
+    return ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+
+
+def _fit_semid(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    km = KMeans(k, config=KMeansConfig(seed=seed)).fit(x)  # the default config: what FusID / RQ use
+    return km.centroids_, km.labels_
+
+
+def _fit_faiss(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    km = KMeans(k, config=KMeansConfig(seed=seed, backend="faiss")).fit(x)  # same n_iter, all points
+    return km.centroids_, km.labels_
+
+
+def _fit_sklearn(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.cluster import KMeans as SKKMeans
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(torch.get_num_threads()):  # same thread count as the others
+        km = SKKMeans(k, random_state=seed).fit(x)  # its defaults: greedy k-means++, lloyd to tol 1e-4
+    return km.cluster_centers_.astype(np.float32), km.labels_
+
+
+KMEANS_BACKENDS = {"semid": _fit_semid, "faiss": _fit_faiss, "scikit-learn": _fit_sklearn}
+
+
+def pq_case(fit, x: np.ndarray, n_sub: int, k: int) -> float:
+    """Product quantisation: k-means per sub-space of x [N, n_sub * d]; returns the MSE per element."""
+    err = 0.0
+    for j, blk in enumerate(np.split(x, n_sub, axis=1)):
+        blk = np.ascontiguousarray(blk)
+        c, lab = fit(blk, k, j)
+        err += float(((blk - c[lab]).astype(np.float64) ** 2).sum())
+    return err / x[:, : blk.shape[1] * n_sub].size
+
+
+def residual_case(fit, x: np.ndarray, levels: int, k: int) -> float:
+    """Residual k-means: level l clusters what levels < l left; returns the final MSE per element."""
+    r = x.copy()
+    for lvl in range(levels):
+        c, lab = fit(r, k, lvl)
+        r -= c[lab]
+    return float((r.astype(np.float64) ** 2).mean())
+
+
+def compare_kmeans(args) -> list[dict]:
+    """Each case, each installed backend, interleaved and repeated; ratios are per repeat, then median."""
+    import importlib.util
+
+    backends = [b for b, mod in (("semid", None), ("faiss", "faiss"), ("scikit-learn", "sklearn"))
+                if mod is None or importlib.util.find_spec(mod) is not None]
+    if "faiss" in backends:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    n = args.kmeans_n
+    cases = {
+        f"PQ {args.kmeans_subspaces} of 5 x K=1024 on {n} x 640": (
+            clustered(n, 640, 4096, 1.0, 0)[:, : 128 * args.kmeans_subspaces],
+            lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss")),
+        f"residual 3 x K=256 on {n} x 128 clustered": (
+            clustered(n, 128, 1000, 3.0, 1), lambda f, x: residual_case(f, x, 3, 256), backends),
+    }
+    load = os.getloadavg()[0]
+    print(f"k-means comparison, threads={args.threads}, load average at start {load:.1f} on "
+          f"{os.cpu_count()} cores; backends {', '.join(backends)}; {args.kmeans_repeats} interleaved repeats")
+    out = []
+    wanted_cases = args.kmeans_cases.split(",")
+    cases = {k: v for k, v in cases.items() if k.split(" ")[0].lower() in wanted_cases}
+    for name, (x, run, wanted) in cases.items():
+        # scikit-learn iterates to convergence (up to 300 passes): too slow at K=1024 on CPU, so the PQ
+        # case (the issue's FusID comparison) is semid vs faiss and the residual case is all three.
+        names = [b for b in backends if b in wanted]
+        times: dict[str, list[float]] = {b: [] for b in names}
+        mse: dict[str, float] = {}
+        for rep in range(args.kmeans_repeats):
+            order = names if rep % 2 == 0 else names[::-1]  # interleave against drifting load
+            for b in order:
+                t = time.perf_counter()
+                mse[b] = run(KMEANS_BACKENDS[b], x)
+                times[b].append(time.perf_counter() - t)
+        base = times["semid"]
+        row = {"case": name, "load": load}
+        cells = []
+        for b in names:
+            ratio = float(np.median([s / o for s, o in zip(base, times[b], strict=True)]))
+            row[b] = {"seconds": times[b], "mse": mse[b], "semid_time_ratio": ratio}
+            cells.append(f"{b} {np.median(times[b]):7.2f}s mse {mse[b]:.4f}"
+                         + ("" if b == "semid" else f" (semid/{b} time x{ratio:.2f})"))
+        print(f"  {name}: " + " | ".join(cells), flush=True)
+        out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="instruments,movielens,games")
@@ -134,7 +237,13 @@ def main() -> None:
     ap.add_argument(
         "--ml-title", action="store_true", help="MovieLens: also MiniLM-encode the 9.7k titles (slow on CPU)"
     )
-    ap.add_argument("--compare-kmeans", action="store_true", help="time torch vs faiss k-means (slow on CPU)")
+    ap.add_argument("--compare-kmeans", action="store_true",
+                    help="time semid vs faiss vs scikit-learn k-means on synthetic PQ / residual cases "
+                         "(and torch vs faiss on each dataset's first PQ sub-space); --datasets '' for only those")
+    ap.add_argument("--kmeans-n", type=int, default=100_000, help="points in the synthetic k-means cases")
+    ap.add_argument("--kmeans-subspaces", type=int, default=5, help="PQ case: how many of the 5 sub-spaces")
+    ap.add_argument("--kmeans-repeats", type=int, default=2, help="interleaved repeats per backend")
+    ap.add_argument("--kmeans-cases", default="pq,residual", help="which synthetic k-means cases to run")
     ap.add_argument("--results", default="")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     args = ap.parse_args()
@@ -142,8 +251,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = []
     header = f"{'dataset':12s} {'variant':22s} {'conflict':>8s} {'util/pos':>30s} {'ent(bits)':>10s} {'rec@c1':>7s} {'rand':>6s} {'train_s':>7s} {'total_s':>7s}"
+    if args.compare_kmeans:
+        rows.extend(compare_kmeans(args))
     print(header)
-    for ds_name in args.datasets.split(","):
+    for ds_name in filter(None, args.datasets.split(",")):
         ds = load(ds_name)
         split = leave_one_out(ds.interactions)
         cfg = base_config(ds_name, args.epochs, args.pairs_per_epoch, args.hidden, args.ml_title)

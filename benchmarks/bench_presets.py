@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from semid.config import differences, parse_overrides
+from semid.pipeline.overrides import applies
 from semid.pipeline.presets import resolve
 from semid.pipeline.runner import run, stored_config
 
@@ -85,7 +86,9 @@ def _budget(name: str, preset: str) -> dict:
         # all-position GPT-2 presets are already CPU-sized (one forward trains every target of a window);
         # the budget's next-item shortcuts (tail 20, history 10, 256 rows per step) would only hurt them
         known = {k: v for k, v in known.items() if not k.startswith(("train.", "data.train_tail", "gpt2."))}
-    return known
+    # a budget names every model's and tokenizer's section; each preset takes those of the kinds it selects
+    cfg = resolve(preset)
+    return {k: v for k, v in known.items() if applies(cfg, k)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from semid.pipeline.presets import resolve
-from semid.pipeline.runner import _reseed, prepare_data
+from semid.pipeline.runner import prepare_data
 from semid.tokenizers.fusid import FusID
 from semid.tokenizers.sparse_linear import block_columns, block_sparse_linear, input_density
 
 
 def fit(cfg, ds, split, sparse: bool) -> tuple[FusID, float]:
-    fc = cfg.fusid
+    fc = cfg.tokenizer  # quickstart's FusIDConfig
     if not sparse:
         fc = dataclasses.replace(fc, fusion=dataclasses.replace(fc.fusion, sparse_below=0.0))
     tok = FusID(config=fc)
@@ -61,7 +61,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ov = {"fusid.training.progress": False, **({"fusid.training.epochs": args.epochs} if args.epochs else {})}
-    cfg = _reseed(resolve("quickstart", ov))
+    cfg = resolve("quickstart", ov)
     ds, split = prepare_data(cfg)
     dense, t_dense = fit(cfg, ds, split, sparse=False)
     sparse, t_sparse = fit(cfg, ds, split, sparse=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from semid.config import from_dict
 from semid.io import read_json
-from semid.pipeline.config import RunConfig
+from semid.pipeline.config import RunConfig, tokenizer_kind
 from semid.pipeline.restore import upgrade_config
 from semid.pipeline.runner import prepare_data
 from semid.quantize.unique import reassign_conflicts
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for d in args.run_dirs:
         cfg = from_dict(RunConfig, upgrade_config(read_json(f"{d}/config.json")))
-        if cfg.tokenizer != "fusid":
-            sys.exit(f"{d}: tokenizer is {cfg.tokenizer!r}, not fusid")
+        if tokenizer_kind(cfg) != "fusid":
+            sys.exit(f"{d}: tokenizer is {tokenizer_kind(cfg)!r}, not fusid")
         ds, split = prepare_data(cfg)
         tok = FusID.load(f"{d}/tokenizer")
         x, present = tok.inputs(ds.catalog, split.train)

@@ -77,3 +77,50 @@ def test_tokenize_writes_ids_and_prints_the_conflict_split(tmp_path):
 def test_missing_run_dir_is_a_clear_error(args):
     res = runner.invoke(app, args)
     assert res.exit_code != 0 and "/no/such/run" in (res.output + repr(res.exception))
+
+
+def test_run_name_cannot_write_outside_runs(tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    _ok(["run", "--dataset", TOY, "--tokenizer=none", "--model=popular", "--name=../../x", *FAST])
+    assert (work / "runs" / "_.._x" / "metrics.json").exists()
+    assert not (tmp_path / "x").exists() and not (tmp_path / "a" / "x").exists()
+
+
+def test_overwrite_of_cwd_or_a_foreign_folder_deletes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep me")
+    res = runner.invoke(app, ["run", "--dataset", TOY, "--run-dir", ".", "--overwrite", "--tokenizer=none",
+                              "--model=popular", *FAST])
+    assert res.exit_code == 2 and "current directory" in " ".join(res.output.split())
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "table.csv").write_text("a,b")
+    res = runner.invoke(app, ["run", "--dataset", TOY, "--run-dir", "data", "--overwrite", "--tokenizer=none",
+                              "--model=popular", *FAST])
+    assert res.exit_code == 2 and "not a semid run" in " ".join(res.output.split())
+    assert (tmp_path / "data" / "table.csv").read_text() == "a,b"
+
+
+def test_unresolved_run_dir_does_not_overwrite_a_finished_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset", TOY, "--tokenizer=none", "--model=popular", *FAST]
+    _ok(["run", "--run-dir", "existing_run", *base])
+    before = (tmp_path / "existing_run" / "metrics.json").read_text()
+    res = runner.invoke(app, ["run", "--run-dir", "nonexistent/../existing_run", *base, "--seed=5"])
+    assert res.exit_code == 2 and "already exists" in res.output
+    assert (tmp_path / "existing_run" / "metrics.json").read_text() == before
+    assert json.loads((tmp_path / "existing_run" / "config.json").read_text())["seed"] == 0
+
+
+def test_evaluate_refuses_a_tampered_artifact_naming_it(tmp_path):
+    import numpy as np
+
+    rd = tmp_path / "pop"
+    _ok(["run", "--dataset", TOY, "--run-dir", str(rd), "--tokenizer=none", "--model=popular", *FAST])
+    counts = rd / "model" / "counts.npy"
+    np.save(counts, np.load(counts)[::-1])
+    res = runner.invoke(app, ["evaluate", str(rd)])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 2 and "counts.npy" in out and "SHA-256" in out

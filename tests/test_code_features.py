@@ -47,7 +47,7 @@ def test_pipeline_spec_decay_and_bad_specs():
 
 
 def test_rqvae_and_musicrec_inputs_take_the_same_weighted_codes():
-    from semid.tokenizers.rqvae import modality_features
+    from semid.tokenizers.modality import modality_features
 
     cat, codes = _catalog()
     plain, half = modality_features(cat, "lemb"), modality_features(cat, "lemb", 0.5)

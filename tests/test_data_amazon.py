@@ -93,3 +93,61 @@ def test_real_mql4grec_codes(shared_data):
     assert ds.catalog.codes["lemb"][0].tolist() == [170, 224, 251, 151]
     assert len(np.unique(ds.catalog.codes["lemb"], axis=0)) == 5_988
     assert len(np.unique(ds.catalog.codes["vitemb"], axis=0)) == 6_250
+
+
+# ----------------------------------------------------------------------------- boundary checks
+@pytest.fixture
+def toy(fixtures, tmp_path):
+    import shutil
+
+    d = tmp_path / "Toy"
+    shutil.copytree(fixtures / "amazon" / "Toy", d)
+    return d
+
+
+def test_duplicate_user_keys_in_inter_json(toy, caplog):
+    import logging
+
+    (toy / "Toy.inter.json").write_text('{"0": [0, 1, 2], "1": [1, 2, 4], "0": [5], "2": [3, 0], "3": [2, 4]}')
+    # before: json.load kept the last "0" silently and the first user's interactions were gone
+    with pytest.raises(DataError, match=r"Toy.inter.json: 1 duplicate user keys \(0 x2\).*--data.duplicates"):
+        load_amazon_lcrec(toy)
+    assert load_amazon_lcrec(toy, duplicates="first").interactions.seq(0).tolist() == [0, 1, 2]
+    with caplog.at_level(logging.WARNING):
+        last = load_amazon_lcrec(toy, duplicates="last")
+    assert last.interactions.seq(0).tolist() == [5] and last.interactions.n_users == 4
+    assert "kept the last occurrence of each, dropped 1 rows" in caplog.text
+
+
+def test_duplicate_asin_in_item2id_names_file_and_id(toy):
+    text = (toy / "Toy.item2id").read_text()
+    (toy / "Toy.item2id").write_text(text.replace("B000CCC222", "B000AAA000"))
+    # before: "Catalog.item_ids contains duplicates" without the file or the id
+    with pytest.raises(DataError, match=r"Toy.item2id: 1 duplicate ASINs \('B000AAA000' x2\); e.g. 'B000AAA000' "
+                                        r"is at indices \[0, 2\]"):
+        load_amazon_lcrec(toy)
+    with pytest.raises(DataError, match="Toy.item2id: 1 duplicate ASINs"):  # no policy can drop a positional row
+        load_amazon_lcrec(toy, duplicates="first")
+
+
+def test_duplicate_reviewer_in_user2id(toy):
+    text = (toy / "Toy.user2id").read_text()
+    (toy / "Toy.user2id").write_text(text.replace("AUSER1", "AUSER0"))
+    with pytest.raises(DataError, match=r"Toy.user2id: 1 duplicate reviewer ids \('AUSER0' x2\)"):
+        load_amazon_lcrec(toy)
+    ds = load_amazon_lcrec(toy, duplicates="first")
+    assert ds.interactions.user_ids.tolist() == ["AUSER0", "AUSER2", "AUSER3"]
+    assert ds.interactions.seq(0).tolist() == [0, 1, 2, 3]
+
+
+def test_item_json_entry_given_twice(toy):
+    (toy / "Toy.item.json").write_text('{"0": {"title": "A"}, "B000AAA000": {"title": "B"}}')
+    with pytest.raises(DataError, match=r"Toy.item.json: 1 duplicate item entries \(by index\) \(0 x2\)"):
+        load_amazon_lcrec(toy)
+    assert load_amazon_lcrec(toy, duplicates="last").catalog.fields["title"][0] == "B"
+
+
+def test_empty_inter_json(toy):
+    (toy / "Toy.inter.json").write_text("{}")
+    with pytest.raises(DataError, match="Toy.inter.json: no users"):
+        load_amazon_lcrec(toy)

@@ -67,3 +67,19 @@ def test_real_mql4grec_index_roundtrip(shared_data):
     )
     assert codes.shape == (6250, 4) and sizes == [256] * 4
     np.testing.assert_array_equal(onehot_to_codes(codes_to_onehot(codes, sizes), sizes), codes)
+
+
+def test_code_file_with_a_repeated_item_key(tmp_path):
+    p = tmp_path / "D.index_lemb.json"
+    p.write_text('{"0": ["<a_1>", "<b_2>"], "1": ["<a_3>", "<b_4>"], "0": ["<a_5>", "<b_6>"]}')
+    with pytest.raises(DataError, match=r"D.index_lemb.json: 1 duplicate item keys \(0 x2\)"):
+        read_code_index(p)
+    codes, _ = read_code_index(p, duplicates="first")
+    assert codes[0].tolist() == [1, 2]
+
+
+def test_ragged_parquet_codes_are_a_clear_error(tmp_path):
+    p = tmp_path / "codes.parquet"
+    pq.write_table(pa.table({"codes": pa.array([[1, 2], [3], [4, 5]], pa.list_(pa.int64()))}), p)
+    with pytest.raises(DataError, match=r"codes.parquet: column 'codes' has tuples of different lengths or missing ones \(row 2 has \[3\]"):
+        read_code_index(p)

@@ -37,3 +37,12 @@ def test_bad_slices(tmp_path):
     (tmp_path / "mpd.slice.0-0.json").write_text(json.dumps({"playlists": [{"pid": 0, "tracks": []}]}))
     with pytest.raises(DataError, match="no playlists with tracks"):
         load_mpd(tmp_path)
+
+
+def test_duplicate_pids_error_first_last(tmp_path):
+    pl = [{"pid": 7, "tracks": [{"pos": 0, "track_uri": "a"}]}, {"pid": 7, "tracks": [{"pos": 0, "track_uri": "b"}]}]
+    (tmp_path / "mpd.slice.0-1.json").write_text(json.dumps({"playlists": pl}))
+    with pytest.raises(DataError, match=r"1 duplicate playlist pids \('7' x2\)"):
+        load_mpd(tmp_path)
+    ds = load_mpd(tmp_path, duplicates="last")
+    assert ds.catalog.item_ids[ds.interactions.seq(0)].tolist() == ["b"]

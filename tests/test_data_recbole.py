@@ -64,3 +64,35 @@ def test_bad_headers(tmp_path):
     (tmp_path / "d.inter").write_text("user:token\titem_id:token\n1\t2\n")
     with pytest.raises(DataError, match="no user_id / session_id column"):
         load_recbole(tmp_path)
+
+
+# ----------------------------------------------------------------------------- boundary checks
+def _copy(fixtures, tmp_path):
+    import shutil
+
+    shutil.copytree(fixtures / "recbole" / "toy", tmp_path / "toy")
+    return tmp_path / "toy"
+
+
+def test_bad_timestamp_and_empty_user_name_their_line(fixtures, tmp_path):
+    d = _copy(fixtures, tmp_path)
+    text = (d / "toy.inter").read_text()
+    (d / "toy.inter").write_text(text.replace("u1\ti2\t4\t20", "u1\ti2\t4\tsoon"))
+    with pytest.raises(DataError, match=r"toy.inter: column 'timestamp' line 5 has 'soon', not a timestamp"):
+        load_recbole(d)
+    (d / "toy.inter").write_text(text.replace("u2\ti1\t4\t10", "\ti1\t4\t10"))
+    with pytest.raises(DataError, match=r"toy.inter: column 'user_id' is empty in 1 rows \(first: line 3\)"):
+        load_recbole(d)
+    (d / "toy.inter").write_text(text.replace("\t30\n", "\t2020-01-03\n").replace("\t10\n", "\t2020-01-01\n")
+                                 .replace("\t20\n", "\t2020-01-02\n").replace("\t5\n", "\t2019-01-01\n")
+                                 .replace("\t1\n", "\t2019-01-01\n"))
+    ds = load_recbole(d, time_format="%Y-%m-%d")
+    assert ds.catalog.item_ids[ds.interactions.seq(0)].tolist() == ["i1", "i2", "i3"]
+
+
+def test_duplicate_item_rows(fixtures, tmp_path):
+    d = _copy(fixtures, tmp_path)
+    (d / "toy.item").write_text((d / "toy.item").read_text() + "i1\tother guitar\tgibson\t1.0\tmisc\n")
+    with pytest.raises(DataError, match=r"toy.item: item_id: 1 duplicate item ids \('i1' x2\)"):
+        load_recbole(d)
+    assert load_recbole(d, duplicates="last").catalog.fields["brand"][-1] == "gibson"

@@ -36,3 +36,16 @@ def test_unknown_name_lists_valid_names(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataError, match="cannot tell the format"):
         load_dataset(tmp_path)
+
+
+def test_options_reach_the_loader_or_are_refused(tmp_path, fixtures):
+    p = tmp_path / "i.csv"
+    p.write_text("user,item,timestamp\nu,a,1/2/2020\nu,b,12/1/2019\n")
+    ds = load_dataset(p, time_format="%m/%d/%Y")
+    assert ds.catalog.item_ids[ds.interactions.seq(0)].tolist() == ["b", "a"]
+    with pytest.raises(DataError, match="not a timestamp"):
+        load_dataset(p)
+    with pytest.raises(DataError, match=r"data.time_format='%Y' does not apply to the amazon format"):
+        load_dataset(fixtures / "amazon" / "Toy", time_format="%Y")
+    with pytest.raises(DataError, match=r"duplicates='keep'"):
+        load_dataset(p, duplicates="keep")

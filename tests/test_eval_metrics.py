@@ -85,3 +85,24 @@ def test_errors_name_the_problem():
         hit_matrix(np.zeros((2, 3), np.int64), np.array([1, 2, 3]))
     with pytest.raises(DataError, match="@20"):
         compute_metrics(np.zeros((2, 10), np.int64), np.array([1, 2]))
+
+
+def test_validation_recall_is_the_evaluator_recall():
+    """Regression: the generative models' validation Recall@k divided hits by min(|T|, k) while the evaluator
+    divides by |T|; both were logged as Recall@10. Now there is one definition, hits / |T|."""
+    from semid.data.types import Interactions
+    from semid.eval.metrics import ndcg_recall_at
+    from semid.models import seqdata
+
+    assert seqdata.ndcg_recall_at is ndcg_recall_at  # the validator uses the evaluator's function
+    topk = np.array([[0, 1, 2], [5, 6, 7], [9, 8, 4]])
+    # row 0: 5 targets, 2 in the top 3; row 1: no target (skipped); row 2: one target at rank 2
+    targets = Interactions.from_lists([[0, 2, 10, 11, 12], [], [8]])
+    out = ndcg_recall_at(topk, targets, 3)
+    assert out["Recall@3"] == pytest.approx((2 / 5 + 1.0) / 2)  # not (2/3 + 1) / 2
+    d = [1 / math.log2(r + 1) for r in (1, 2, 3)]
+    assert out["NDCG@3"] == pytest.approx(((d[0] + d[2]) / sum(d) + d[1]) / 2)
+    kept = Interactions.from_lists([[0, 2, 10, 11, 12], [8]])
+    full = compute_metrics(topk[[0, 2]], kept, ks=(3,))
+    assert out["Recall@3"] == pytest.approx(full["Recall@3"]) and out["NDCG@3"] == pytest.approx(full["NDCG@3"])
+    assert ndcg_recall_at(topk[[2]], Interactions.from_lists([[8]]), 1) == {"NDCG@1": 0.0, "Recall@1": 0.0}

@@ -189,3 +189,23 @@ def test_init_is_seeded_by_the_train_config():
     b = _rec(train=cfg).fit(train, catalog)
     for (name, x), (_, y) in zip(a.model_.state_dict().items(), b.model_.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, msg=f"{name} differs between two seeded fits")
+
+
+def test_save_load_recommends_identically(tmp_path):
+    from semid.errors import CheckpointError
+    from semid.models.t5rec import T5Rec
+
+    seqs = [[(s + j) % 12 for j in range(6)] for s in range(12)]
+    train_cfg = TrainConfig(epochs=1, batch_size=32, warmup_steps=1, progress=False, device="cpu", patience=0)
+    rec = _rec("next", train=train_cfg).fit(Interactions.from_lists(seqs), Catalog(item_ids=np.arange(12).astype(str)))
+    rec.save(tmp_path / "m")
+    back = GPT2Rec.load(tmp_path / "m")
+    assert back.config == rec.config and back.tokenizer is None
+    hs = [np.array([3, 4]), np.array([], np.int64), np.array([7])]
+    for a, b in zip(rec.recommend(hs, 6), back.recommend(hs, 6), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="not 't5rec'"):
+        T5Rec.load(tmp_path / "m")
+    # The weights file alone can be swapped for another of the same network (e.g. ckpt/best.safetensors).
+    with pytest.raises(CheckpointError, match="missing"):
+        GPT2Rec.load(tmp_path / "m", weights=tmp_path / "m" / "nope.safetensors")

@@ -66,3 +66,20 @@ def test_tiny_multitask_model_learns_and_recommends():
         got = row[row >= 0]
         assert len(got) == len(set(got.tolist())) and (got < n).all() and len(got) >= 6
         assert (np.diff(sc[np.isfinite(sc)]) <= 1e-7).all()
+
+
+def test_save_load_recommends_identically(tmp_path):
+    n = 12
+    text = np.stack([np.arange(n) // 4, np.arange(n) % 4], 1)
+    image = np.stack([np.arange(n) % 3, np.arange(n) // 3], 1)
+    train = Interactions.from_lists([(np.arange(4) + s) % n for s in range(12)])
+    gen = MusicRecGenerator(
+        spaces={"text": text, "image": image}, config=MusicRecGenConfig(t5=TINY),
+        train=TrainConfig(epochs=1, batch_size=64, warmup_steps=1, progress=False, patience=0, device="cpu"),
+    ).fit(train)
+    gen.save(tmp_path / "m")
+    back = MusicRecGenerator.load(tmp_path / "m")
+    assert back.config == gen.config and sorted(back.spaces) == ["image", "text"]
+    hs = [np.array([1, 2]), np.array([5])]
+    for a, b in zip(gen.recommend(hs, 6), back.recommend(hs, 6), strict=True):
+        np.testing.assert_array_equal(a, b)

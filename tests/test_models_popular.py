@@ -42,3 +42,22 @@ def test_evaluates_with_empty_history():
     es = EvalSet(Interactions.from_lists([[], [0]]), Interactions.from_lists([[1], [2]]))
     out = evaluate(m, es, ks=(1, 2), progress=False)
     assert out["HR@1"] == 0.5 and out["HR@2"] == 1.0
+
+
+def test_save_load_recommends_identically(tmp_path):
+    import pytest
+
+    from semid.errors import CheckpointError
+
+    m = _fit(exclude_history=True)
+    m.save(tmp_path / "m")
+    back = MostPopular.load(tmp_path / "m")
+    hs = [np.array([1]), np.array([], np.int64), np.array([2, 4])]
+    for a, b in zip(m.recommend(hs, 4), back.recommend(hs, 4), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert back.exclude_history and isinstance(back, Recommender)
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        MostPopular.load(tmp_path / "nothing")
+    (tmp_path / "m" / "counts.npy").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="counts.npy"):
+        MostPopular.load(tmp_path / "m")

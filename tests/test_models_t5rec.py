@@ -98,3 +98,18 @@ def test_building_blocks_with_two_code_spaces_and_task_tokens():
     assert res.items[0].tolist() == oi.tolist()
     np.testing.assert_allclose(res.scores[0].numpy(), os_, atol=1e-4)
     assert (res.tokens[0] >= v.space("image").offset).all()
+
+
+def test_save_load_recommends_identically(tmp_path):
+    codes = np.array([[i % 4, i // 4] for i in range(12)])
+    seqs = [[(s + j) % 12 for j in range(6)] for s in range(12)]
+    cfg = T5RecConfig(**TINY, max_history=4, valid_users=8, valid_beam=5, beam=12)
+    train_cfg = TrainConfig(epochs=1, batch_size=32, warmup_steps=1, progress=False, device="cpu", patience=0)
+    rec = T5Rec(codes=codes, codebook_sizes=[4, 3], config=cfg, train=train_cfg)
+    rec.fit(Interactions.from_lists(seqs), Catalog(item_ids=np.arange(12).astype(str)))
+    rec.save(tmp_path / "m")
+    back = T5Rec.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.codes_, codes)
+    hs = [np.array([3, 4]), np.array([1])]
+    for a, b in zip(rec.recommend(hs, 12), back.recommend(hs, 12), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -48,7 +48,9 @@ def test_popular_run_writes_metrics_and_config(tiny_amazon, tmp_path):
         assert key in m
     assert m["n_eval_users"] == 40 and m["split"] == "test" and m["model"] == "popular"
     assert out["test"]["HR@10"] == m["HR@10"]
-    assert read_json(tmp_path / "run" / "config.json")["model"] == "popular"
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert saved["model"] == {"kind": "popular", "exclude_history": False} and saved["tokenizer"] is None
+    assert "train" not in saved and "cf_sasrec" not in saved  # MostPopular uses neither
     with pytest.raises(SemidError, match="already exists"):
         run(cfg, tmp_path / "run")
     assert read_json(tmp_path / "run" / "metrics_valid.json")["split"] == "valid"
@@ -70,7 +72,8 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
     run_dir = tmp_path / "gen"
     out = run(cfg, run_dir)
     assert (run_dir / "tokenizer" / "ids" / "codes.npy").exists()
-    assert (run_dir / "model" / "final.safetensors").exists()
+    assert (run_dir / "model" / "model.safetensors").exists() and (run_dir / "model" / "config.json").exists()
+    assert (run_dir / "manifest.json").exists()
     loaded = load_run(run_dir)
     from semid.eval.evaluator import evaluate
 
@@ -91,10 +94,11 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
         # A run saved before gpt2.objective existed trained with "next": it must load as such, not with
         # today's default (which would prompt without <sep> and silently change every recommendation).
         raw = read_json(run_dir / "config.json")
-        del raw["gpt2"]["objective"]
+        del raw["model"]["objective"]
         (run_dir / "config.json").write_text(json.dumps(raw))
+        (run_dir / "manifest.json").unlink()  # such old runs have no manifest either
         old = load_run(run_dir)
-        assert old.config.gpt2.objective == "next"
+        assert old.config.model.objective == "next"
         again = evaluate(old.model, old.split.test, progress=False)
         assert again["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
 
@@ -104,10 +108,11 @@ def test_generative_run_rescore_and_serve(tiny_amazon, tmp_path, objective):
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
-    (broken / "model" / "ckpt" / "best.pt").unlink()
-    with pytest.raises(CheckpointError, match="best.pt: missing"):
+    (broken / "manifest.json").unlink(missing_ok=True)  # so the loaders' own checks are what fails below
+    (broken / "model" / "ckpt" / "best.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="best.safetensors: missing"):
         load_run(broken, checkpoint="best")
-    (broken / "model" / "final.safetensors").write_bytes(b"not a checkpoint")
+    (broken / "model" / "model.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_run(broken)
 
@@ -165,7 +170,7 @@ def test_rq_presets_get_every_modality_they_quantise_from_their_features():
     n_checked = 0
     for name in PRESETS:
         cfg = resolve(name)
-        if not cfg.tokenizer_preset:
+        if "tokenizer_preset" not in PRESETS[name].overrides:
             continue
         tok, tasks = build_tokenizer(cfg)
         c = tok.config
@@ -199,9 +204,9 @@ def test_train_tail_bounds_only_the_model_data(tiny_amazon):
 
 
 def test_cf_sasrec_uses_its_own_epoch_budget():
-    from semid.pipeline.runner import _reseed, _sasrec
+    from semid.pipeline.runner import _sasrec
 
-    cfg = _reseed(resolve(None, {"train.epochs": 2, "sasrec_cf_epochs": 7, "seed": 5}))
+    cfg = resolve(None, {"train.epochs": 2, "sasrec_cf_epochs": 7, "seed": 5, "model": "sasrec"})
     cf = _sasrec(cfg, 32, None)
     assert cf.train_config.epochs == 7 and cf.train_config.seed == 5 and cf.config.hidden == 32
     assert _sasrec(cfg, None, None).train_config.epochs == 2
@@ -218,7 +223,7 @@ def test_fusid_run_is_reproducible_from_its_saved_config(tiny_amazon, tmp_path):
           "fusid.features.cache_dir": str(tmp_path / "cache_a")}
     a = run(resolve(None, ov), tmp_path / "a")
     saved = read_json(tmp_path / "a" / "config.json")
-    saved["fusid"]["features"]["cache_dir"] = str(tmp_path / "cache_b")  # cold cache: item2vec runs again
+    saved["tokenizer"]["features"]["cache_dir"] = str(tmp_path / "cache_b")  # cold cache: item2vec runs again
     run(from_dict(RunConfig, saved), tmp_path / "b")
     assert (tmp_path / "cache_b").exists()
     codes = [np.load(tmp_path / r / "tokenizer" / "ids" / "codes.npy") for r in ("a", "b")]
@@ -236,9 +241,10 @@ def test_lcrec_rq_presets_run_end_to_end_on_cooccurrence_views(tiny_amazon, tmp_
     """The LC-Rec TIGER / MusicRec presets (item2vec windows 5 and 50 as modalities, SASRec z_cf) run through the
     runner on a dataset without item text, give unique IDs and valid top-k lists, on a tiny budget."""
     monkeypatch.setenv("SEMID_CACHE", str(tmp_path / "cache"))
-    tiny = {**FAST, "data.dataset": str(tiny_amazon), "train.epochs": 1, "rqvae.epochs": 3, "musicrec.epochs": 3,
-            "rqvae.n_codes": 8, "musicrec.n_codes": 8, "sasrec_cf_epochs": 1, "musicrec_gen.t5.valid_users": 8,
-            "musicrec_gen.t5.beam": 4, "musicrec_gen.t5.valid_beam": 4}
+    tok = "rqvae" if preset.endswith("tiger") else "musicrec"  # the section the preset's tokenizer is
+    tiny = {**FAST, "data.dataset": str(tiny_amazon), "train.epochs": 1, f"{tok}.epochs": 3, f"{tok}.n_codes": 8,
+            "sasrec_cf_epochs": 1, "musicrec_gen.t5.valid_users": 8, "musicrec_gen.t5.beam": 4,
+            "musicrec_gen.t5.valid_beam": 4}
     out = run(resolve(preset, tiny), tmp_path / "r")
     m = read_json(tmp_path / "r" / "metrics.json")
     assert m["n_eval_users"] == 40 and 0.0 <= m["HR@10"] <= 1.0 and "valid" not in out  # eval_valid off
@@ -264,3 +270,88 @@ def test_item2vec_spec_options_are_checked(tiny_amazon, tmp_path, monkeypatch):
                      ("c=item2vec:window=0", ">= 1"), ("c=item2vec:5", "window=<int>")):
         with pytest.raises(SemidError, match=msg):
             attach_features(ds.catalog, split.train, (bad,), dataset="t")
+
+
+def _sasrec_run(tiny_amazon, run_dir):
+    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "precomputed",
+                         "precomputed": "lemb", "model": "sasrec", "name": "sasrec", "sasrec.hidden": 16,
+                         "sasrec.n_layers": 1})
+    return cfg, run(cfg, run_dir)
+
+
+def test_manifest_catches_bit_flips_and_shuffled_codes(tiny_amazon, tmp_path, caplog):
+    """A finished run's artifacts are hashed; evaluate / serve (load_run) refuse a changed file, naming it."""
+    import shutil
+
+    from semid.errors import CheckpointError
+    from semid.eval.evaluator import evaluate
+    from semid.pipeline.restore import load_run
+
+    _, out = _sasrec_run(tiny_amazon, tmp_path / "r")
+    listed = read_json(tmp_path / "r" / "manifest.json")["files"]
+    assert {"config.json", "model/model.safetensors", "model/config.json", "tokenizer/ids/codes.npy"} <= set(listed)
+    loaded = load_run(tmp_path / "r")
+    assert evaluate(loaded.model, loaded.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)
+
+    flipped = tmp_path / "flipped"
+    shutil.copytree(tmp_path / "r", flipped)
+    w = flipped / "model" / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-5] ^= 0x10  # one bit of one weight: still a valid safetensors file
+    w.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: SHA-256 does not match"):
+        load_run(flipped)
+
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(tmp_path / "r", shuffled)
+    codes_path = shuffled / "tokenizer" / "ids" / "codes.npy"
+    codes = np.load(codes_path)
+    np.save(codes_path, codes[np.random.default_rng(0).permutation(len(codes))])
+    with pytest.raises(CheckpointError, match=r"codes\.npy: SHA-256 does not match"):
+        load_run(shuffled)
+
+    # A run from before manifests loads, with a warning saying it could not be checked.
+    (shuffled / "manifest.json").unlink()
+    np.save(codes_path, codes)
+    with caplog.at_level("WARNING"):
+        load_run(shuffled)
+    assert "no manifest.json" in caplog.text
+
+
+def test_run_saved_before_recommender_save_still_loads(tiny_amazon, tmp_path, caplog):
+    """Older runs hold only model/final.safetensors (no model/config.json, no manifest)."""
+    from semid.eval.evaluator import evaluate
+    from semid.pipeline.restore import load_run
+
+    _, out = _sasrec_run(tiny_amazon, tmp_path / "r")
+    m = tmp_path / "r" / "model"
+    (m / "model.safetensors").rename(m / "final.safetensors")
+    (m / "config.json").unlink()
+    (tmp_path / "r" / "manifest.json").unlink()
+    with caplog.at_level("WARNING"):
+        loaded = load_run(tmp_path / "r")
+    assert "before recommenders had save/load" in caplog.text
+    assert evaluate(loaded.model, loaded.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)
+    best = load_run(tmp_path / "r", checkpoint="best")
+    assert evaluate(best.model, best.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)
+
+
+def test_rqkmeans_tokenizer_runs_end_to_end_and_reloads(tiny_amazon, tmp_path):
+    from semid.eval.evaluator import evaluate
+    from semid.pipeline.restore import load_run
+    from semid.tokenizers.rqkmeans import RQKMeansTokenizer
+
+    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "rqkmeans",
+                         "rqkmeans.modality": "lemb", "rqkmeans.n_codes": [4, 4], "model": "gpt2",
+                         "gpt2.n_embd": 32, "gpt2.n_layer": 1, "gpt2.beam": 8, "gpt2.valid_beam": 4})
+    out = run(cfg, tmp_path / "r")
+    mse = out["tokenizer"]["residual_mse"]
+    assert len(mse) == 2 and mse[1] < mse[0] < out["tokenizer"]["input_mse"]
+    loaded = load_run(tmp_path / "r")
+    assert isinstance(loaded.tokenizer, RQKMeansTokenizer)
+    np.testing.assert_array_equal(loaded.tokenizer.transform(loaded.dataset.catalog), loaded.tokenizer.codes_raw_)
+    assert evaluate(loaded.model, loaded.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)

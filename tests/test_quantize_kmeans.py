@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.quantize.kmeans_reference import kmeans_plusplus_reference, kmeans_reference
@@ -86,3 +90,89 @@ def test_default_backend_does_not_depend_on_optional_installs():
 
     assert KMeans(4).backend_for(1000) == "torch"
     assert KMeans(4, config=KMeansConfig(backend="auto")).backend_for(2) == "torch"  # fewer points than K
+
+
+# ---------------------------------------------------------------- fast path: greedy k-means++ on a sample
+
+
+def test_greedy_sampled_plusplus_matches_reference():
+    import torch
+
+    from semid.quantize.kmeans import kmeans_plusplus
+
+    x = _blobs(n=400, k=12, d=5, seed=6)
+    for trials, sample in ((4, 0), (3, 150), (1, 150)):
+        c = kmeans_plusplus(torch.from_numpy(x).double(), 12, seed=7, trials=trials, sample=sample).numpy()
+        ref = kmeans_plusplus_reference(x, 12, seed=7, trials=trials, sample=sample)
+        np.testing.assert_allclose(c, ref, atol=1e-9, err_msg=f"trials={trials} sample={sample}")
+
+
+def test_default_config_fit_matches_reference_end_to_end():
+    from semid.quantize.kmeans import default_init_trials
+
+    x = _blobs(n=600, k=10, d=6, seed=8).astype(np.float64)  # float64: no rounding-order differences
+    cfg = KMeansConfig(n_iter=12, tol=0.0, seed=4, init_sample=4)  # 4 * 16 = 64 of 600 points seed
+    km = KMeans(16, config=cfg).fit(x)
+    ref_c, ref_lab, ref_hist = kmeans_reference(
+        x, 16, n_iter=12, seed=4, trials=default_init_trials(16), sample=4 * 16
+    )
+    assert (km.labels_ == ref_lab).all()
+    np.testing.assert_allclose(km.centroids_, ref_c, atol=1e-9)
+    h = km.history_  # tol=0 stops once an iteration leaves the objective unchanged (converged)
+    np.testing.assert_allclose(h, ref_hist[: len(h) - 1] + ref_hist[-1:], rtol=1e-9)
+
+
+def test_plain_settings_reproduce_the_previous_algorithm():
+    # init_trials=1, init_sample=0 is plain k-means++ on all points: the draws of the earlier default.
+    x = _blobs(n=300, seed=9)
+    km = KMeans(8, config=KMeansConfig(n_iter=15, tol=0.0, seed=2, init_trials=1, init_sample=0)).fit(x)
+    _, ref_lab, ref_hist = kmeans_reference(x, 8, n_iter=15, seed=2)
+    assert (km.labels_ == ref_lab).all()
+    np.testing.assert_allclose(km.history_[-1], ref_hist[-1], rtol=1e-4)
+
+
+def test_deterministic_for_a_seed():
+    x = _blobs(n=2000, k=30, d=8, seed=10)
+    a = KMeans(64, config=KMeansConfig(seed=3)).fit(x)
+    b = KMeans(64, config=KMeansConfig(seed=3)).fit(x)
+    c = KMeans(64, config=KMeansConfig(seed=4)).fit(x)
+    np.testing.assert_array_equal(a.centroids_, b.centroids_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert not np.array_equal(a.centroids_, c.centroids_)
+
+
+def test_default_inertia_not_worse_than_previous_default():
+    # Many well-separated clusters, K equal to their number: plain k-means++ (the previous default)
+    # often seeds two centroids in one cluster, which Lloyd cannot undo; greedy seeding rarely does.
+    x = _blobs(n=3000, k=40, d=8, seed=11)
+    old = KMeansConfig(n_iter=25, tol=1e-6, init_trials=1, init_sample=0)
+    for seed in (0, 1):
+        new_i = KMeans(40, config=KMeansConfig(seed=seed)).fit(x).inertia_
+        old_i = KMeans(40, config=dataclasses.replace(old, seed=seed)).fit(x).inertia_
+        assert new_i <= old_i * 1.001, (seed, new_i, old_i)
+
+
+def test_bad_config_values_name_the_fields():
+    with pytest.raises(ValueError, match="init_trials"):
+        KMeans(4, config=KMeansConfig(init_trials=-1)).fit(np.zeros((10, 2), np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 40), k=st.integers(1, 12), d=st.integers(1, 5), chunk=st.integers(0, 7),
+    seed=st.integers(0, 2**16),
+)
+def test_assign_matches_reference_property(n, k, d, chunk, seed):
+    import torch
+
+    from semid.quantize.kmeans import assign
+    from semid.quantize.kmeans_reference import assign_reference
+
+    rng = np.random.default_rng(seed)
+    # Small integers in float64: every distance is exact, so ties (duplicates) must go to the lowest index.
+    x = rng.integers(-3, 4, size=(n, d)).astype(np.float64)
+    c = rng.integers(-3, 4, size=(k, d)).astype(np.float64)
+    lab, dist = assign(torch.from_numpy(x), torch.from_numpy(c), chunk)
+    ref_lab, ref_d = assign_reference(x, c)
+    np.testing.assert_array_equal(lab.numpy(), ref_lab)
+    np.testing.assert_allclose(dist.numpy(), ref_d, atol=1e-9)

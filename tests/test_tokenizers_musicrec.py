@@ -78,3 +78,11 @@ def test_collisions_resolved_deterministically():
 def test_token_names_follow_the_paper():
     assert token_strings(np.array([[1, 2, 3, 4]]), n_shared=2, image=False) == ["<s1.1><s2.2><a.3><b.4>"]
     assert token_strings(np.array([[1, 2, 5, 6]]), n_shared=2, image=True) == ["<S1.1><S2.2><A.5><B.6>"]
+
+
+def test_same_seed_same_ids_twice():
+    cfg = MusicRecConfig(device="cpu", reseed_every=2, **{**TINY, "epochs": 4})
+    a = MusicRecTokenizer(config=cfg).fit(_catalog())
+    b = MusicRecTokenizer(config=cfg).fit(_catalog())
+    assert np.array_equal(a.text_codes_, b.text_codes_) and np.array_equal(a.image_codes_, b.image_codes_)
+    assert a.history_ == b.history_ and len(a.history_) == 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -102,3 +104,114 @@ def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path):
         Trainer(cfg, tmp_path).fit(make(), batches, loss_fn)
     assert (tmp_path / "train_log.jsonl").read_text() == log  # nothing appended or replaced
     Trainer(cfg, tmp_path, resume=True).fit(make(), batches, loss_fn)  # continuing is allowed
+
+
+def _interrupted_run(tmp_path):
+    """Train CFG but stop after 3 epochs (3 checkpoints written); returns the uninterrupted final weights."""
+    make, batches, loss_fn = _problem()
+    full = make()
+    Trainer(CFG, tmp_path / "full").fit(full, batches, loss_fn)
+
+    def interrupted(epoch, rng):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return batches(epoch, rng)
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(CFG, tmp_path / "b").fit(make(), interrupted, loss_fn, steps_per_epoch=8)
+    return full, make, batches, loss_fn
+
+
+def test_checkpoint_holds_no_pickle(tmp_path):
+    _interrupted_run(tmp_path)
+    names = {p.name for p in (tmp_path / "b" / "ckpt").iterdir()}
+    assert {"optim.json", "optim.safetensors", "state.json", "model.safetensors"} <= names
+    assert not any(n.endswith(".pt") for n in names)
+
+
+def test_crafted_pickle_checkpoint_does_not_run_code(tmp_path):
+    """An old-format ckpt/optim.pt whose unpickling would create a file: resume refuses it, nothing runs."""
+    import os
+    import pickle
+
+    _, make, batches, loss_fn = _interrupted_run(tmp_path)
+    ckpt = tmp_path / "b" / "ckpt"
+    (ckpt / "optim.json").unlink()
+    (ckpt / "optim.safetensors").unlink()
+    pwned = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {pwned}",))
+
+    torch.save({"optimizer": Payload()}, ckpt / "optim.pt")
+    assert pickle.dumps(Payload())  # the payload is a real code-running pickle
+    with pytest.raises(CheckpointError, match="unsafe"):
+        Trainer(CFG, tmp_path / "b", resume=True).fit(make(), batches, loss_fn, steps_per_epoch=8)
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize("left", ["tmp_and_old", "old_only"])
+def test_checkpoint_lost_between_renames_is_recovered(tmp_path, left):
+    """A crash between the two renames of the checkpoint swap leaves no ckpt/: resume must find the copy
+    beside it, not silently start from scratch (which would log epochs 0.. again in the same run)."""
+    import shutil
+
+    full, make, batches, loss_fn = _interrupted_run(tmp_path)
+    ckpt = tmp_path / "b" / "ckpt"
+    if left == "tmp_and_old":  # the newer copy is ckpt.tmp (epoch 2), the previous one ckpt.old
+        shutil.copytree(ckpt, ckpt.with_name("ckpt.tmp"))
+        ckpt.rename(ckpt.with_name("ckpt.old"))
+    else:
+        ckpt.rename(ckpt.with_name("ckpt.old"))
+    resumed, seen = make(), []
+
+    def counted(epoch, rng):
+        seen.append(epoch)
+        return batches(epoch, rng)
+
+    res = Trainer(CFG, tmp_path / "b", resume=True).fit(resumed, counted, loss_fn, steps_per_epoch=8)
+    assert seen == [3, 4, 5]  # continued after epoch 2, did not start over
+    assert [h["epoch"] for h in res.history] == list(range(6))
+    logged = [json.loads(line)["epoch"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == list(range(6))
+    for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"param {n} differs after recovery")
+
+
+def test_lost_checkpoint_with_a_training_log_is_an_error(tmp_path):
+    import shutil
+
+    _, make, batches, loss_fn = _interrupted_run(tmp_path)
+    shutil.rmtree(tmp_path / "b" / "ckpt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(CFG, tmp_path / "b", resume=True).fit(make(), batches, loss_fn, steps_per_epoch=8)
+
+
+def test_epoch_hook_edits_the_model_logs_figures_and_resumes_exactly(tmp_path):
+    """``on_epoch_end`` runs after every epoch before the checkpoint: its in-place change (here a random
+    jolt, like dead-code re-seeding) is saved, its figures land in the log, and a resumed run replays it."""
+    make, batches, loss_fn = _problem()
+    calls = []
+
+    def hook(model, epoch):
+        calls.append(epoch)
+        with torch.no_grad():
+            model[0].weight.add_(0.01 * torch.randn_like(model[0].weight))  # draws from the epoch's torch RNG
+        return {"jolt": epoch}
+
+    full = make()
+    res = Trainer(CFG, tmp_path / "a").fit(full, batches, loss_fn, on_epoch_end=hook)
+    assert calls == list(range(CFG.epochs)) and [h["jolt"] for h in res.history] == calls
+
+    def interrupted(epoch, rng):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return batches(epoch, rng)
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(CFG, tmp_path / "b").fit(make(), interrupted, loss_fn, steps_per_epoch=8, on_epoch_end=hook)
+    resumed = make()
+    Trainer(CFG, tmp_path / "b", resume=True).fit(resumed, batches, loss_fn, on_epoch_end=hook)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -1,50 +1,63 @@
 """The ``semid`` command line: data stats, tokenize, train/run a pipeline, evaluate a run, list presets.
 
 Any config field can be set with a dotted override after the options, e.g.
-``semid run --preset quickstart --train.epochs=3 --fusid.pq.K=512``.
+``semid run --preset quickstart --train.epochs=3 --fusid.pq.K=512``; ``semid config fields`` lists them
+all and ``semid config show`` prints the config a command line resolves to. Errors print one line and exit
+with code 2; ``--debug`` anywhere on the command line shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from semid.cli.config_cmd import config_app, resolve_cli
+from semid.cli.errors import SemidGroup, debugging
 from semid.errors import SemidError
 from semid.tokenizers.ids import conflict_summary
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(cls=SemidGroup, add_completion=False, no_args_is_help=True, help=__doc__)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
 console = Console()
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (anywhere on the line)"),
+    threads: int | None = typer.Option(
+        None, "--threads", help="intra-op threads (default: $SEMID_THREADS, else all available cores)"
+    ),
+):
+    """semid: semantic-ID generative recommendation."""
+    from semid import threads as thread_policy
+
+    # Before any command imports torch: OpenMP reads OMP_WAIT_POLICY once, at load (semid.threads).
+    thread_policy.apply_wait_policy()
+    try:
+        thread_policy.apply(threads)
+    except SemidError as e:
+        _fail(e)
+
+
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    if debugging():
+        raise e
+    console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
 def _config(preset: str | None, config: Path | None, extra: list[str], **direct):
-    from semid.config import from_dict, parse_overrides
-    from semid.pipeline.config import RunConfig
-    from semid.pipeline.presets import resolve
-
-    base = None
-    if config is not None:
-        try:
-            base = from_dict(RunConfig, json.loads(config.read_text()))
-        except FileNotFoundError:
-            raise SemidError(f"config file {config} not found") from None
-        except json.JSONDecodeError as e:
-            raise SemidError(f"config file {config} is not valid JSON: {e}") from None
-    ov = parse_overrides(extra)
-    ov.update({k: v for k, v in direct.items() if v is not None})
-    return resolve(preset, ov, base)
+    """The RunConfig of a preset and/or config file plus the command line's dotted overrides."""
+    return resolve_cli(None, preset, config, extra, **direct)
 
 
 def _metrics_table(title: str, rows: list[list[str]]) -> Table:
@@ -67,6 +80,30 @@ def data_stats(dataset: str = typer.Argument(..., help="built-in name (movielens
         _fail(e)
 
 
+@data_app.command("check")
+def data_check(
+    dataset: str = typer.Argument(..., help="built-in name (movielens) or a dataset path"),
+    time_format: str = typer.Option("", help="strptime format of text timestamps (as --data.time_format)"),
+    duplicates: str = typer.Option("error", help="error | first | last (as --data.duplicates)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+):
+    """Report every problem in a dataset at once (counts, first examples, fixes); exit 1 if any is fatal."""
+    from semid.data.check import check_dataset, render_report, summary_line
+
+    try:
+        report = check_dataset(dataset, time_format=time_format, duplicates=duplicates)
+    except SemidError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        if report.findings:
+            console.print(render_report(report))
+        console.print(summary_line(report))
+    if report.fatal:
+        raise typer.Exit(code=1)
+
+
 @app.command(context_settings=EXTRA)
 def run(
     ctx: typer.Context,
@@ -77,20 +114,47 @@ def run(
     resume: bool = typer.Option(False, help="continue an interrupted run in --run-dir"),
     overwrite: bool = typer.Option(False, help="replace an existing --run-dir"),
     verbose: bool = typer.Option(False, "-v", help="log progress details"),
+    nproc: int = typer.Option(1, help="train on N local processes (torchrun, DistributedDataParallel-style)"),
 ):
-    """Run a whole pipeline (features -> tokenizer -> model -> full-ranking test metrics)."""
+    """Run a whole pipeline (features -> tokenizer -> model -> full-ranking test metrics).
+
+    Set any config field after the options (--train.lr=3e-4, --model=t5, --tokenizer_preset=tiger,
+    --rqvae.n_levels=4, --seed=3); `semid config fields [SECTION]` lists every field with its type, default
+    and doc, and `semid config show` prints the config these arguments resolve to.
+    """
     from semid.pipeline.runner import run as run_pipeline
     from semid.pipeline.runner import summarize
+    from semid.train import distributed
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if nproc != 1:  # relaunch this command line without --nproc on nproc processes (torchrun)
+            return distributed.launch(nproc, _without_nproc(sys.argv[1:]))
+        distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, nccl on CUDA)
         cfg = _config(preset, config, ctx.args, **{"data.dataset": dataset})
-        out_dir = run_dir or Path("runs") / (preset or cfg.name)
+        from semid.io import safe_run_name
+
+        out_dir = run_dir or Path("runs") / safe_run_name(preset or cfg.name)  # a name never leaves runs/
         res = run_pipeline(cfg, out_dir, resume=resume, overwrite=overwrite, console=console)
     except SemidError as e:
         _fail(e)
+    if not distributed.is_main():
+        return
     console.print(_metrics_table(f"test metrics (full ranking) - {cfg.data.dataset}", summarize({cfg.name: res})))
     console.print(f"artifacts in [bold]{out_dir}[/]")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--nproc N`` / ``--nproc=N`` option (what each torchrun worker runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 @app.command(context_settings=EXTRA)
@@ -105,7 +169,7 @@ def train(
 ):
     """Train a pipeline's tokenizer and model (same as `run`; metrics are written too)."""
     run(ctx, preset=preset, config=config, dataset=dataset, run_dir=run_dir, resume=resume, overwrite=overwrite,
-        verbose=False)
+        verbose=False, nproc=1)
 
 
 @app.command()
@@ -148,52 +212,97 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="port"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
+    api_key: str = typer.Option(None, help="required by every endpoint but /health (default: $SEMID_API_KEY); "
+                                "mandatory when --host is not loopback"),
+    max_batch: int = typer.Option(32, help="requests decoded together in one batched beam search"),
+    max_wait_ms: float = typer.Option(5.0, help="how long a batch waits for more requests"),
+    max_body_bytes: int = typer.Option(1 << 20, help="larger request bodies get 413"),
+    body_timeout: float = typer.Option(10.0, help="seconds to receive request headers (then closed) and a body "
+                                       "(then 408): slow uploads"),
+    request_timeout: float = typer.Option(30.0, help="seconds to answer a request (then 503)"),
+    max_connections: int = typer.Option(256, help="open connections beyond this get 503 (uvicorn)"),
+    access_log: bool = typer.Option(True, help="JSON-lines access log on stderr"),
 ):
-    """Serve recommendations from a finished run over HTTP (POST /recommend)."""
+    """Serve recommendations from a finished run over HTTP (POST /recommend, /items, /metrics)."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         _fail(SemidError("semid serve needs uvicorn: pip install 'semid[serve]'"))
     from semid.serve.app import create_app
+    from semid.serve.limits import check_bind
+    from semid.serve.settings import ServeConfig, resolve_api_key
 
     try:
-        app_ = create_app(run_dir, device=device)
+        key = resolve_api_key(api_key)
+        check_bind(host, key)
+        cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+                          body_timeout_s=body_timeout, request_timeout_s=request_timeout, api_key=key)
+        app_ = create_app(run_dir, device=device, config=cfg)
     except SemidError as e:
         _fail(e)
-    uvicorn.run(app_, host=host, port=port)
+    from semid.serve.server import serve_forever
+
+    serve_forever(app_, host=host, port=port, config=cfg, max_connections=max_connections, access_log=access_log)
+
+
+def _tokenize_config(tokenizer: str | None, dataset: str, preset: str | None, codes: str | None, extra: list[str]):
+    """(RunConfig, note) for `semid tokenize`: ``--preset``, else the built-in ``<dataset>-<tokenizer>`` run
+    preset when there is one (its features, modality names and tokenizer budget), else the defaults."""
+    from semid.pipeline.presets import PRESETS
+
+    note = ""
+    if preset is None:
+        dataset = dataset or "movielens"
+        guess = f"{dataset}-{(tokenizer or '').replace('musicrec_wo', 'musicrec-wo')}"
+        if tokenizer is not None and guess in PRESETS:
+            preset, tokenizer, note = guess, None, f"settings of preset {guess} (see `semid config show {guess}`)"
+    direct = {"data.dataset": dataset, "precomputed": codes}
+    if tokenizer is not None or preset is None:
+        direct["tokenizer"] = tokenizer or "fusid"
+    return _config(preset, None, extra, **direct), note
+
+
+def tokenize_record(cfg) -> dict:
+    """What `semid tokenize` ran, as JSON: the data, features, tokenizer and (when used) z_cf SASRec."""
+    from semid.pipeline.runner import stored_config, uses_cf_sasrec
+
+    d = stored_config(cfg)
+    keys = ("name", "seed", "data", "features", "tokenizer", "device") + (("cf_sasrec",) if uses_cf_sasrec(cfg) else ())
+    return {k: d[k] for k in keys}
 
 
 @app.command(context_settings=EXTRA)
 def tokenize(
     ctx: typer.Context,
-    tokenizer: str = typer.Option("fusid", help="fusid | rqvae | musicrec | precomputed | tiger | letter"),
-    dataset: str = typer.Option("movielens", help="built-in name or dataset path"),
+    tokenizer: str = typer.Option(None, help="a kind (fusid | rqvae | musicrec | precomputed | ...) or a tokenizer "
+                                  "preset (tiger | letter | musicrec | musicrec_wo_*); default fusid"),
+    dataset: str = typer.Option(None, help="built-in name or dataset path (default: the preset's, else movielens)"),
     out: Path = typer.Option(..., help="output directory (ids/codes.npy, ids/report.json, ...)"),
+    preset: str = typer.Option(None, help="start from this run preset's data, features and tokenizer "
+                               "(default: <dataset>-<tokenizer> when it exists, e.g. movielens-letter)"),
     codes: str = typer.Option(None, help="precomputed: catalog code name or code file"),
     overwrite: bool = typer.Option(False, help="replace an existing --out"),
 ):
-    """Fit an item tokenizer on a dataset's train split and write its IDs and report."""
+    """Fit an item tokenizer on a dataset's train split and write its IDs and report.
+
+    Features (text, multi-hot, item2vec, SASRec z_cf) are built as in `semid run`: collaborative ones on
+    the train split only. Any config field can follow (--rqvae.n_levels=4, --features='["cf=sasrec"]').
+    """
     from semid.io import make_run_dir, write_json
-    from semid.pipeline.features import attach_features
-    from semid.pipeline.runner import _reseed, build_tokenizer, prepare_data
+    from semid.pipeline.runner import build_features, build_tokenizer, check_modalities, prepare_data
 
-    presets = {"tiger", "letter", "musicrec"}
     try:
-        direct = {"data.dataset": dataset, "precomputed": codes}
-        if tokenizer in presets or tokenizer.startswith("musicrec_"):
-            direct["tokenizer_preset"] = tokenizer
-        else:
-            direct["tokenizer"] = tokenizer
-        cfg = _reseed(_config(None, None, ctx.args, **direct))
-        out = make_run_dir(out, overwrite=overwrite)
-        from semid.config import to_dict
-
-        write_json(out / "run_config.json", to_dict(cfg))
-        ds, split = prepare_data(cfg)
-        attach_features(ds.catalog, split.train, cfg.features, dataset=ds.name, seed=cfg.seed)
+        cfg, note = _tokenize_config(tokenizer, dataset, preset, codes, ctx.args)
+        if note:
+            console.print(f"using the {note}")
         tok, _ = build_tokenizer(cfg)
         if tok is None:
             raise SemidError("--tokenizer none has nothing to fit")
+        out = make_run_dir(out, overwrite=overwrite)
+        write_json(out / "run_config.json", tokenize_record(cfg))
+        ds, split = prepare_data(cfg)
+        write_json(out / "features.json", build_features(cfg, ds, split, out))
+        check_modalities(cfg, ds.catalog)
         tok.fit(ds.catalog, split.train)
         tok.save(out)
     except SemidError as e:
@@ -215,6 +324,30 @@ def presets():
     for name, p in PRESETS.items():
         t.add_row(name, p.description)
     console.print(t)
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more run directories on the same split; the first is A"),
+    split: str = typer.Option("test", help="valid | test"),
+    metric: list[str] = typer.Option(["HR@10", "NDCG@10", "MRR"], help="metrics to compare (repeatable)"),
+    n_boot: int = typer.Option(10_000, help="bootstrap resamples of the users"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+):
+    """Paired per-user differences (each run vs the first): mean, 95% CI and p-value by t-test and bootstrap."""
+    from semid.eval.compare import COLUMNS, compare_runs, format_rows, load_per_user
+
+    try:
+        results = compare_runs([load_per_user(d, split) for d in run_dirs], tuple(metric), n_boot=n_boot, seed=seed)
+    except SemidError as e:
+        _fail(e)
+    for name_a, name_b, diffs in results:
+        t = Table(title=f"A = {name_a}, B = {name_b} ({split}, {diffs[0].n} paired users)")
+        for c in COLUMNS:
+            t.add_column(c, justify="left" if c == "metric" else "right")
+        for row in format_rows(diffs):
+            t.add_row(*row)
+        console.print(t)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 filters, evaluation splits, code-tuple modalities and dataset statistics."""
 
 from semid.data.amazon import load_amazon_lcrec
+from semid.data.check import check_dataset
 from semid.data.codes import codes_to_onehot, onehot_to_codes, read_code_index
 from semid.data.filters import k_core, min_length
 from semid.data.movielens import load_movielens
@@ -19,6 +20,7 @@ __all__ = [
     "EvalSet",
     "Interactions",
     "Split",
+    "check_dataset",
     "codes_to_onehot",
     "dataset_stats",
     "k_core",

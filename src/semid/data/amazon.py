@@ -9,7 +9,11 @@ Choices (documented):
   index strings). Items nobody interacted with stay in the catalog;
 - users are ordered by user index; user ids are the reviewer ids from user2id when present, else the
   index strings (so row u is user index u in both cases when indices are 0..U-1);
-- the MQL4GRec layout (same files plus ``<D>.{train,valid,test}.inter``) loads the same way.
+- the MQL4GRec layout (same files plus ``<D>.{train,valid,test}.inter``) loads the same way;
+- a user key repeated in inter.json (plain ``json.load`` would keep the last list silently) or a reviewer
+  id at two indices of user2id is an error; ``duplicates='first'|'last'`` keeps that user's first / last
+  list and logs how many were dropped. An ASIN at two indices of item2id is always an error (indices are
+  positional: code and embedding files are aligned to them, so no row can be dropped).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from semid.data.codes import read_code_index
 from semid.data.tables import read_json_file, sequences_to_interactions
 from semid.data.types import Catalog, Dataset
+from semid.data.validate import check_policy, dedupe, describe_duplicates, find_duplicates
 from semid.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,23 @@ def _read_id_map(path: Path) -> dict[int, str]:
             idx = int(parts[1])
             if idx in out:
                 raise DataError(f"{path}: index {idx} appears twice (line {lineno})")
+            if not parts[0].strip():
+                raise DataError(f"{path}: line {lineno} has an empty external id for index {idx}; fill it in")
             out[idx] = parts[0]
     if sorted(out) != list(range(len(out))):
         raise DataError(f"{path}: indices must be exactly 0..{len(out) - 1} (one line per index)")
     return out
+
+
+def _reject_duplicate_items(path: Path, id_map: dict[int, str]) -> None:
+    dups = find_duplicates([id_map[i] for i in range(len(id_map))])
+    if dups:
+        first = next(iter(dups))
+        at = [i for i in range(len(id_map)) if id_map[i] == first]
+        raise DataError(
+            f"{path}: {describe_duplicates(dups, 'ASINs')}; e.g. {first!r} is at indices {at}. Each item needs "
+            "one index (code and embedding files are aligned to them): fix the preprocessing output"
+        )
 
 
 def _text(v) -> str | None:
@@ -91,14 +109,24 @@ def _categories(v) -> list[str] | None:
     return out or None
 
 
-def _item_fields(path: Path, n: int, asin_index: dict[str, int]) -> dict[str, list]:
-    obj = read_json_file(path)
-    if not isinstance(obj, dict):
+def _as_dicts(v):
+    """Undo ``read_json_file(as_pairs=True)`` below the top level: pair lists back to dicts."""
+    if isinstance(v, list) and v and all(isinstance(x, tuple) for x in v):
+        return {k: _as_dicts(x) for k, x in v}
+    if isinstance(v, list):
+        return [_as_dicts(x) for x in v]
+    return v
+
+
+def _item_fields(path: Path, n: int, asin_index: dict[str, int], duplicates: str) -> dict[str, list]:
+    pairs = read_json_file(path, as_pairs=True)
+    if not isinstance(pairs, list) or (pairs and not isinstance(pairs[0], tuple)):
         raise DataError(
             f"{path}: expected a JSON object {{item_index: {{title, description, brand, categories}}}}"
         )
     fields: dict[str, list] = {k: [None] * n for k in (*TEXT_FIELDS, "categories")}
-    for key, meta in obj.items():
+    rows = []
+    for key, meta in pairs:
         if str(key).isdigit():
             idx = int(key)
         elif key in asin_index:
@@ -107,6 +135,12 @@ def _item_fields(path: Path, n: int, asin_index: dict[str, int]) -> dict[str, li
             raise DataError(f"{path}: key {key!r} is neither an item index nor an ASIN from item2id")
         if idx >= n:
             raise DataError(f"{path}: item index {idx} is outside the catalog of {n} items")
+        if isinstance(meta, list) and all(isinstance(x, tuple) for x in meta):  # an object ({} included)
+            meta = {k: _as_dicts(x) for k, x in meta}
+        rows.append((idx, key, meta))
+    # an item keyed twice (same key, or its index and its ASIN) would silently keep the last entry
+    keep = dedupe([idx for idx, _, _ in rows], duplicates, where=str(path), what="item entries (by index)")
+    for idx, key, meta in (rows[i] for i in keep):
         if not isinstance(meta, dict):
             raise DataError(
                 f"{path}: item {key!r} must map to an object with title/description/brand/categories"
@@ -117,26 +151,44 @@ def _item_fields(path: Path, n: int, asin_index: dict[str, int]) -> dict[str, li
     return fields
 
 
-def load_amazon_lcrec(path: str | Path, *, name: str | None = None) -> Dataset:
-    """Load an LC-Rec / MQL4GRec style Amazon folder (or its ``<D>.inter.json``); see the module docstring."""
-    inter_path, dname = _find_inter(Path(path))
-    folder = inter_path.parent
-    raw = read_json_file(inter_path)
-    if not isinstance(raw, dict):
+def is_index_list(v) -> bool:
+    """A list of non-negative ints (bools excluded); type() per element runs in C, so 500k items take ms."""
+    return isinstance(v, list) and (not v or (set(map(type, v)) == {int} and min(v) >= 0))
+
+
+def _user_lists(inter_path: Path, duplicates: str) -> list[tuple[int, list[int]]]:
+    """(user index, item list) sorted by index; a repeated key (``"7"`` twice, or ``"7"`` and ``"07"``)
+    is handled per the ``duplicates`` policy instead of json's silent last-one-wins."""
+    pairs = read_json_file(inter_path, as_pairs=True)
+    if not isinstance(pairs, list) or (pairs and not isinstance(pairs[0], tuple)):
         raise DataError(f"{inter_path}: expected a JSON object {{user_index: [item_index, ...]}}")
     users: list[tuple[int, list[int]]] = []
-    for key, seq in raw.items():
+    for key, seq in pairs:
         if not str(key).isdigit():
             raise DataError(f"{inter_path}: user key {key!r} is not a non-negative integer index")
-        if not isinstance(seq, list) or not all(isinstance(i, int) and i >= 0 for i in seq):
+        if not is_index_list(seq):
             raise DataError(f"{inter_path}: user {key!r} must map to a list of non-negative item indices")
         users.append((int(key), seq))
+    keep = dedupe([u for u, _ in users], duplicates, where=str(inter_path), what="user keys")
+    users = [users[i] for i in keep]
     users.sort(key=lambda t: t[0])
+    return users
+
+
+def load_amazon_lcrec(path: str | Path, *, duplicates: str = "error", name: str | None = None) -> Dataset:
+    """Load an LC-Rec / MQL4GRec style Amazon folder (or its ``<D>.inter.json``); see the module docstring."""
+    check_policy(duplicates)
+    inter_path, dname = _find_inter(Path(path))
+    folder = inter_path.parent
+    users = _user_lists(inter_path, duplicates)
+    if not users:
+        raise DataError(f"{inter_path}: no users; expected {{user_index: [item_index, ...]}} with at least one user")
     max_item = max((max(s) for _, s in users if s), default=-1)
 
     item2id_path = folder / f"{dname}.item2id"
     if item2id_path.is_file():
         id_map = _read_id_map(item2id_path)
+        _reject_duplicate_items(item2id_path, id_map)
         n = len(id_map)
         if max_item >= n:
             raise DataError(f"{inter_path}: item index {max_item} is not in {item2id_path} ({n} items)")
@@ -153,16 +205,19 @@ def load_amazon_lcrec(path: str | Path, *, name: str | None = None) -> Dataset:
         if missing:
             raise DataError(f"{inter_path}: user index {missing[0]} is not in {user2id_path}")
     user_ids = [user_map[u] if user_map else str(u) for u, _ in users]
+    if user_map:  # one reviewer at two indices: keep one of their lists per the policy
+        keep = dedupe(user_ids, duplicates, where=str(user2id_path), what="reviewer ids")
+        users, user_ids = [users[i] for i in keep], [user_ids[i] for i in keep]
 
     fields: dict[str, list] = {}
     item_json = folder / f"{dname}.item.json"
     if item_json.is_file():
-        fields = _item_fields(item_json, n, {a: i for i, a in enumerate(item_ids)})
+        fields = _item_fields(item_json, n, {a: i for i, a in enumerate(item_ids)}, duplicates)
 
     catalog = Catalog(item_ids=np.asarray(item_ids), fields=fields)
     for code_path in sorted(folder.glob(f"{dname}.index_*.json")):
         cname = code_path.name[len(f"{dname}.index_") : -len(".json")]
-        codes, sizes = read_code_index(code_path, n_items=n)
+        codes, sizes = read_code_index(code_path, n_items=n, duplicates=duplicates)
         catalog.codes[cname] = codes
         catalog.code_sizes[cname] = sizes
         n_missing = int((codes < 0).any(axis=1).sum())

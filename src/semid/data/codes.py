@@ -37,12 +37,16 @@ def _parse_token(tok, path: Path, key: str) -> tuple[str | None, int]:
     )
 
 
-def _read_json_index(path: Path, n_items: int | None) -> tuple[np.ndarray, list[int]]:
+def _read_json_index(path: Path, n_items: int | None, duplicates: str) -> tuple[np.ndarray, list[int]]:
     from semid.data.tables import read_json_file
+    from semid.data.validate import dedupe
 
-    obj = read_json_file(path)
-    if not isinstance(obj, dict) or not obj:
+    pairs = read_json_file(path, as_pairs=True)  # pairs: a repeated key must not silently win
+    if not isinstance(pairs, list) or not pairs or not isinstance(pairs[0], tuple):
         raise DataError(f"{path}: expected a non-empty JSON object {{item_index: [code tokens]}}")
+    keys = [int(k) if str(k).isdigit() else k for k, _ in pairs]
+    keep = dedupe(keys, duplicates, where=str(path), what="item keys")
+    obj = dict(pairs[i] for i in keep)
     parsed: dict[int, list[int]] = {}
     prefixes: list[str | None] | None = None
     tokenised = False
@@ -70,7 +74,9 @@ def _read_json_index(path: Path, n_items: int | None) -> tuple[np.ndarray, list[
     return codes, sizes
 
 
-def read_code_index(path: str | Path, *, n_items: int | None = None) -> tuple[np.ndarray, list[int]]:
+def read_code_index(
+    path: str | Path, *, n_items: int | None = None, duplicates: str = "error"
+) -> tuple[np.ndarray, list[int]]:
     """Read code tuples -> (codes int64 [N, L] with -1 rows for items without codes, sizes per level).
 
     Accepts ``{item_index: ["<a_170>", "<b_224>", ...]}`` JSON (any number of levels and prefix letters;
@@ -81,7 +87,7 @@ def read_code_index(path: str | Path, *, n_items: int | None = None) -> tuple[np
 
     path = require_file(path, "code index file")
     if path.suffix == ".json":
-        return _read_json_index(path, n_items)
+        return _read_json_index(path, n_items, duplicates)
     if path.suffix == ".npy":
         codes = np.load(path, allow_pickle=False)
         rows = None
@@ -95,7 +101,15 @@ def read_code_index(path: str | Path, *, n_items: int | None = None) -> tuple[np
             else None
         )
         if "codes" in table.column_names:
-            codes = np.asarray(table.column("codes").to_pylist())
+            rows_ = table.column("codes").to_pylist()
+            lens = {len(r) if r is not None else -1 for r in rows_}
+            if len(lens) > 1:
+                first = next(i for i, r in enumerate(rows_) if r is None or len(r) != len(rows_[0] or ()))
+                raise DataError(
+                    f"{path}: column 'codes' has tuples of different lengths or missing ones (row {first + 1} has "
+                    f"{rows_[first]!r}, row 1 {rows_[0]!r}); every item needs the same number of code levels"
+                )
+            codes = np.asarray(rows_)
         else:
             cols = [c for c in table.column_names if c != "item"]
             codes = (

@@ -8,7 +8,8 @@ Choices (documented):
 - items are track URIs in first-appearance order, with fields ``track_name``, ``artist_name`` and
   ``album_name`` (str) taken from the first occurrence; the playlist name describes the playlist,
   not an item, so it is not an item field;
-- playlists without tracks are dropped with a logged count.
+- playlists without tracks are dropped with a logged count; a pid seen twice is an error
+  (``duplicates='first'|'last'`` keeps that playlist and logs how many were dropped).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from semid.data.tables import read_json_file, sequences_to_interactions
 from semid.data.types import Catalog, Dataset
+from semid.data.validate import dedupe
 from semid.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,9 @@ def _slices(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_SLICE.match(p.name).group(1)))
 
 
-def load_mpd(path: str | Path, *, max_slices: int | None = None, name: str = "mpd") -> Dataset:
+def load_mpd(
+    path: str | Path, *, max_slices: int | None = None, duplicates: str = "error", name: str = "mpd"
+) -> Dataset:
     """Load MPD slices (a folder or one slice file) as a Dataset; ``max_slices`` limits how many are read."""
     files = _slices(Path(path))[:max_slices]
     item_index: dict[str, int] = {}
@@ -52,8 +56,8 @@ def load_mpd(path: str | Path, *, max_slices: int | None = None, name: str = "mp
         if not isinstance(obj, dict) or not isinstance(obj.get("playlists"), list):
             raise DataError(f"{f}: expected an object with a 'playlists' list")
         for k, pl in enumerate(obj["playlists"]):
-            if not isinstance(pl, dict) or "pid" not in pl:
-                raise DataError(f"{f}: playlist #{k} has no 'pid'")
+            if not isinstance(pl, dict) or pl.get("pid") is None or not str(pl["pid"]).strip():
+                raise DataError(f"{f}: playlist #{k} has no 'pid'; every playlist needs one")
             tracks = pl.get("tracks") or []
             try:
                 tracks = sorted(tracks, key=lambda t: int(t["pos"]))
@@ -75,8 +79,8 @@ def load_mpd(path: str | Path, *, max_slices: int | None = None, name: str = "mp
                 seq.append(idx)
             seqs.append(seq)
             pids.append(str(pl["pid"]))
-    if len(set(pids)) != len(pids):
-        raise DataError(f"{path}: duplicate playlist pids across slices; each slice must be read once")
+    keep = dedupe(pids, duplicates, where=str(path), what="playlist pids")
+    seqs, pids = [seqs[i] for i in keep], [pids[i] for i in keep]
     catalog = Catalog(item_ids=np.asarray(list(item_index), dtype=str), fields=fields)
     inter = sequences_to_interactions(seqs, pids, source=str(path))
     if inter.n_users == 0:

@@ -12,7 +12,9 @@ Choices (documented):
   are dropped with a logged count (``strict=True`` raises). Without it the items are the interacted
   tokens, ordered numerically when all are integers (so index == token for re-indexed datasets),
   else by first appearance;
-- item fields: token / float -> str, token_seq / float_seq -> list[str]; ``item_id`` is the id.
+- item fields: token / float -> str, token_seq / float_seq -> list[str]; ``item_id`` is the id;
+- an empty user / item token is an error naming its line; an item_id listed twice in ``<D>.item`` is an
+  error (``duplicates='first'|'last'`` keeps one row); timestamps are numbers, ISO-8601 or ``time_format``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from semid.data.tables import group_sequences, sequences_to_interactions
 from semid.data.types import Catalog, Dataset
+from semid.data.validate import dedupe, parse_times, require_ids
 from semid.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,8 @@ log = logging.getLogger(__name__)
 _TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def _read_atomic(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
-    """(names, types, rows of raw strings) of a RecBole atomic TSV."""
+def _read_atomic(path: Path) -> tuple[list[str], list[str], list[list[str]], list[int]]:
+    """(names, types, rows of raw strings, their line numbers) of a RecBole atomic TSV."""
     if not path.is_file():
         raise DataError(f"{path}: RecBole atomic file not found")
     with open(path, encoding="utf-8") as f:
@@ -56,8 +59,8 @@ def _read_atomic(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
                 raise DataError(
                     f"{path}: line {lineno} has {len(parts)} tab-separated fields, header has {len(names)}"
                 )
-            rows.append(parts)
-    return names, types, rows
+            rows.append((lineno, parts))
+    return names, types, [p for _, p in rows], [n for n, _ in rows]
 
 
 def _col(names: list[str], path: Path, *cands: str) -> int:
@@ -98,7 +101,7 @@ def read_recbole_split(path: str | Path) -> dict[str, list[tuple[str, list[str],
     out = {}
     for split in ("train", "valid", "test"):
         f = folder / f"{dname}.{split}.inter"
-        names, types, rows = _read_atomic(f)
+        names, types, rows, _ = _read_atomic(f)
         ui = _col(names, f, "user_id", "session_id")
         hi = _col(names, f, "item_id_list")
         ti = _col(names, f, "item_id")
@@ -108,12 +111,12 @@ def read_recbole_split(path: str | Path) -> dict[str, list[tuple[str, list[str],
     return out
 
 
-def _item_catalog(path: Path) -> Catalog:
-    names, types, rows = _read_atomic(path)
+def _item_catalog(path: Path, duplicates: str) -> Catalog:
+    names, types, rows, lines = _read_atomic(path)
     ii = _col(names, path, "item_id")
-    ids = [r[ii] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{path}: item_id has duplicates; one row per item")
+    ids = require_ids([r[ii] for r in rows], where=str(path), column="item_id", row_label=lambda i: f"line {lines[i]}")
+    keep = dedupe(ids.tolist(), duplicates, where=f"{path}: item_id", what="item ids")
+    rows, ids = [rows[i] for i in keep], [str(ids[i]) for i in keep]
     fields = {}
     for j, (n, t) in enumerate(zip(names, types, strict=True)):
         if j == ii:
@@ -132,7 +135,14 @@ def _order_tokens(tokens: list[str]) -> list[str]:
     return uniq
 
 
-def load_recbole(path: str | Path, *, strict: bool = False, name: str | None = None) -> Dataset:
+def load_recbole(
+    path: str | Path,
+    *,
+    strict: bool = False,
+    time_format: str = "",
+    duplicates: str = "error",
+    name: str | None = None,
+) -> Dataset:
     """Load RecBole atomic files (folder or ``<D>.inter``) as a Dataset; see the module docstring."""
     path = Path(path)
     if path.is_dir() and not [p for p in path.glob("*.inter") if not p.name.endswith(_SPLITS)]:
@@ -141,11 +151,14 @@ def load_recbole(path: str | Path, *, strict: bool = False, name: str | None = N
     else:
         folder, dname = _find(path, ".inter")
         inter_path = path if path.is_file() else folder / f"{dname}.inter"
-    names, types, rows = _read_atomic(inter_path)
+    names, types, rows, lines = _read_atomic(inter_path)
     ui = _col(names, inter_path, "user_id", "session_id")
     ii = _col(names, inter_path, "item_id")
     if not rows:
         raise DataError(f"{inter_path}: no interaction rows")
+    at_line = lambda i: f"line {lines[i]}"  # noqa: E731
+    require_ids([r[ui] for r in rows], where=str(inter_path), column=names[ui], row_label=at_line)
+    require_ids([r[ii] for r in rows], where=str(inter_path), column="item_id", row_label=at_line)
 
     if "item_id_list" in names:  # sequential form: keep the longest history + target per user
         hi = names.index("item_id_list")
@@ -167,14 +180,12 @@ def load_recbole(path: str | Path, *, strict: bool = False, name: str | None = N
         ts = None
         if "timestamp" in names:
             tj = names.index("timestamp")
-            try:
-                ts = np.asarray([float(r[tj]) for r in rows])
-            except ValueError:
-                raise DataError(f"{inter_path}: timestamp column must hold numbers") from None
+            ts = parse_times([r[tj] for r in rows], where=str(inter_path), column="timestamp",
+                             time_format=time_format, row_label=at_line)
 
     item_file = folder / f"{dname}.item"
     if item_file.is_file():
-        catalog = _item_catalog(item_file)
+        catalog = _item_catalog(item_file, duplicates)
         index = catalog.index_of()
         codes = np.asarray([index.get(t, -1) for t in flat_i], dtype=np.int64)
         missing = codes < 0

@@ -68,19 +68,35 @@ def leave_one_out(interactions: Interactions, max_history: int | None = None) ->
 
 
 def playlist_continuation(
-    interactions: Interactions, holdout: int = 5, frac: float = 0.1, seed: int = 0
+    interactions: Interactions,
+    holdout: int = 5,
+    frac: float = 0.1,
+    seed: int = 0,
+    min_history: int | None = None,
 ) -> Split:
-    """Hold out the last ``holdout`` items of a sampled fraction ``frac`` of the sequences.
+    """Hold out the last items of a sampled fraction ``frac`` of the sequences.
 
-    Only sequences longer than ``holdout`` are eligible (the history must be non-empty). The sample
-    (``round(frac * n_eligible)`` sequences, drawn with ``np.random.default_rng(seed)``) is split in
-    half: the first half (in input order) of a seeded shuffle goes to valid, the rest to test.
-    train = every sequence with its held-out items removed (sampled ones keep their history).
+    ``min_history=None``: only sequences longer than ``holdout`` are eligible and each holds out exactly
+    ``holdout`` items (the history is non-empty). ``min_history=m`` (>= 1), for short sequences such as
+    radio playlists: every sequence with at least m + 1 items is eligible and holds out its last
+    ``min(holdout, len - m)`` items, so the history keeps at least m.
+    The sample (``round(frac * n_eligible)`` sequences, drawn with ``np.random.default_rng(seed)``) is split
+    in half: the first half of a seeded shuffle goes to valid, the rest to test (each kept in input order),
+    so valid and test never share a sequence.
+    train = every sequence with its held-out items removed (sampled ones keep their history), so no target
+    position is ever trained on.
     """
     if holdout < 1 or not 0.0 <= frac <= 1.0:
         raise ValueError(f"need holdout >= 1 and 0 <= frac <= 1, got holdout={holdout}, frac={frac}")
+    if min_history is not None and min_history < 1:
+        raise ValueError(f"min_history must be >= 1 (or None for exactly holdout targets), got {min_history}")
     lens = interactions.lengths()
-    eligible = np.flatnonzero(lens > holdout)
+    if min_history is None:
+        eligible = np.flatnonzero(lens > holdout)
+        n_held = np.full(interactions.n_users, holdout, dtype=np.int64)
+    else:
+        eligible = np.flatnonzero(lens > min_history)
+        n_held = np.clip(lens - min_history, 0, holdout)
     rng = np.random.default_rng(seed)
     picked = rng.permutation(eligible)[: int(round(frac * len(eligible)))]
     half = (len(picked) + 1) // 2
@@ -88,18 +104,19 @@ def playlist_continuation(
     held = np.zeros(interactions.n_users, dtype=bool)
     held[picked] = True
     train = [
-        interactions.seq(u)[:-holdout] if held[u] else interactions.seq(u)
+        interactions.seq(u)[: len(interactions.seq(u)) - n_held[u]] if held[u] else interactions.seq(u)
         for u in range(interactions.n_users)
     ]
 
     def ev(users: np.ndarray) -> EvalSet:
-        seqs = [interactions.seq(u) for u in users]
+        seqs = [(interactions.seq(u), int(n_held[u])) for u in users]
         return _evalset(
-            [s[:-holdout] for s in seqs], [s[-holdout:] for s in seqs], interactions.user_ids[users]
+            [s[: len(s) - h] for s, h in seqs], [s[len(s) - h :] for s, h in seqs], interactions.user_ids[users]
         )
 
+    extra = "" if min_history is None else f", min_history={min_history}"
     return Split(
-        name=f"playlist_continuation(holdout={holdout}, frac={frac}, seed={seed})",
+        name=f"playlist_continuation(holdout={holdout}, frac={frac}, seed={seed}{extra})",
         train=Interactions.from_lists(train, user_ids=interactions.user_ids),
         valid=ev(valid_u),
         test=ev(test_u),

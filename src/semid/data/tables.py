@@ -7,7 +7,9 @@ Conventions of ``load_table`` (documented choices):
 - with an item table the catalog is the item table (its row order, every row, even items nobody
   interacted with); interactions whose item is absent from it are dropped with a logged count, or
   raise with ``strict=True``; without one, the catalog is the interacted items in first-appearance order;
-- sequences left empty are dropped with a logged count.
+- sequences left empty are dropped with a logged count;
+- timestamps, empty ids, duplicate item rows and vector columns are checked as ``semid.data.validate``
+  documents: a bad value is an error naming its row, never a silent reinterpretation.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ import numpy as np
 import pyarrow as pa
 
 from semid.data.types import Catalog, Dataset, Interactions
+from semid.data.validate import (
+    dedupe,
+    find_bad_vectors,
+    finite_matrix,
+    parse_times,
+    require_ids,
+    vector_error,
+)
 from semid.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -45,12 +55,16 @@ def require_dir(path: str | Path, what: str) -> Path:
     return path
 
 
-def read_json_file(path: Path) -> object:
+def read_json_file(path: Path, *, as_pairs: bool = False) -> object:
+    """Parse a JSON file. ``as_pairs`` turns every object into its list of (key, value) tuples in file
+    order, so repeated keys can be seen (plain json.load keeps the last one silently)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=list if as_pairs else None)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this the right file?") from None
 
 
 def sequences_to_interactions(
@@ -94,9 +108,13 @@ def _read_jsonl(path: Path) -> pa.Table:
     import pyarrow.json as pj
 
     try:
-        return pj.read_json(path)
+        table = pj.read_json(path)
     except pa.ArrowInvalid:
-        pass  # re-scan line by line to name the bad line
+        table = None  # re-scan line by line to name the bad line
+    if table is not None:
+        if table.num_rows == 0:
+            raise DataError(f"{path}: no JSON objects (the file is empty); write one object per line")
+        return table
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -111,10 +129,37 @@ def _read_jsonl(path: Path) -> pa.Table:
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: line {lineno} is a {type(obj).__name__}, expected a JSON object")
             rows.append(obj)
+    if not rows:
+        raise DataError(f"{path}: no JSON objects (the file is empty); write one object per line")
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise DataError(f"{path}: rows have inconsistent column types ({e})") from None
+        raise DataError(f"{path}: {_first_type_clash(rows) or f'rows have inconsistent column types ({e})'}; "
+                        "every row must give a column the same kind of value") from None
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return type(v).__name__
+
+
+def _first_type_clash(rows: list[dict]) -> str | None:
+    """'column 'x' row 7 has a str ('abc'), row 1 a number' for the first value whose kind differs."""
+    first: dict[str, tuple[int, str]] = {}
+    for i, row in enumerate(rows):
+        for k, v in row.items():
+            if v is None:
+                continue
+            kind = _kind(v)
+            if k not in first:
+                first[k] = (i, kind)
+            elif first[k][1] != kind:
+                j, kj = first[k]
+                return f"column {k!r} row {i + 1} has a {kind} ({v!r}), row {j + 1} a {kj}"
+    return None
 
 
 def read_table(path: str | Path, *, string_columns: Iterable[str] = (), what: str = "table") -> pa.Table:
@@ -144,7 +189,16 @@ def read_table(path: str | Path, *, string_columns: Iterable[str] = (), what: st
     raise DataError(f"{path}: unsupported {what} format {suffix!r}; use .parquet, .csv, .tsv or .jsonl")
 
 
+def row_label(path: Path):
+    """Row index i -> how to find it in the file: CSV 'line i+2' (after the header), else 'row i+1'."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return lambda i: f"line {i + 2}"
+    return lambda i: f"row {i + 1}"
+
+
 def _column(table: pa.Table, name: str, path: Path, role: str) -> pa.ChunkedArray:
+    if not table.column_names:
+        raise DataError(f"{path}: the table has no columns; is the file empty?")
     if name not in table.column_names:
         raise DataError(
             f"{path}: no column {name!r} ({role}); columns are {table.column_names}. "
@@ -154,9 +208,24 @@ def _column(table: pa.Table, name: str, path: Path, role: str) -> pa.ChunkedArra
 
 
 def _ids(col: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
-    if col.null_count:
-        raise DataError(f"{path}: column {name!r} has {col.null_count} empty ids; every row needs one")
-    return np.asarray([str(v) for v in col.to_pylist()], dtype=object).astype(str)
+    return require_ids(col.to_pylist(), where=str(path), column=name, row_label=row_label(path))
+
+
+def read_times(col: pa.ChunkedArray, path: Path, name: str, time_format: str = "") -> np.ndarray:
+    """Timestamp column -> sort key [N]: int64 as stored for integer columns (exact, even for ns epochs),
+    else float64 seconds; see ``semid.data.validate`` for what is accepted."""
+    if not time_format and pa.types.is_integer(col.type) and not col.null_count:
+        try:
+            return col.cast(pa.int64()).to_numpy()
+        except pa.ArrowInvalid:  # uint64 beyond int64: fall back to float64
+            pass
+    if not time_format and pa.types.is_floating(col.type) and not col.null_count:
+        ts = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        if np.isfinite(ts).all():
+            return ts
+    if not time_format and pa.types.is_timestamp(col.type) and not col.null_count:
+        return col.cast(pa.timestamp("us", tz=col.type.tz)).cast(pa.int64()).to_numpy().astype(np.float64) / 1e6
+    return parse_times(col.to_pylist(), where=str(path), column=name, time_format=time_format, row_label=row_label(path))
 
 
 def _is_float_list(t: pa.DataType) -> bool:
@@ -182,7 +251,12 @@ def _to_field(values: list) -> list:
 
 # ----------------------------------------------------------------------------- embeddings
 def read_embedding_file(
-    path: str | Path, ids: str | Path | Sequence[str] | None = None, *, id_col: str = "item", column=None
+    path: str | Path,
+    ids: str | Path | Sequence[str] | None = None,
+    *,
+    id_col: str = "item",
+    column=None,
+    duplicates: str = "error",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read item embeddings -> (ids str [M], float32 [M, D]).
 
@@ -194,7 +268,7 @@ def read_embedding_file(
     if path.suffix == ".npy":
         try:
             mat = np.load(path, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot read .npy ({e})") from None
         if ids is None:
             cands = [path.with_name(path.stem + s) for s in (".ids.txt", ".ids.json")]
@@ -230,14 +304,9 @@ def read_embedding_file(
                 )
             column = cands[0]
         col = _column(table, column, path, "column")
-        if col.null_count:
-            raise DataError(
-                f"{path}: column {column!r} has {col.null_count} missing vectors; drop those rows"
-            )
-        try:
-            mat = np.asarray(col.to_pylist(), dtype=np.float32)
-        except ValueError:
-            raise DataError(f"{path}: vectors in {column!r} have different lengths") from None
+        mat, problems = find_bad_vectors(col.to_pylist())
+        if problems:
+            raise vector_error(problems, where=str(path), column=column, ids=id_arr)
         src = path
     if mat.ndim != 2:
         raise DataError(f"{path}: embeddings must be 2-D [items, dim], got shape {mat.shape}")
@@ -246,15 +315,11 @@ def read_embedding_file(
             f"{path}: {mat.shape[0]} embedding rows but {len(id_arr)} item ids in {src}; "
             "they must match one to one"
         )
-    bad = ~np.isfinite(mat).all(axis=1)
-    if bad.any():
-        raise DataError(
-            f"{path}: NaN/inf in {int(bad.sum())} rows (first row {int(np.flatnonzero(bad)[0])}, "
-            f"item {str(id_arr[np.flatnonzero(bad)[0]])!r}); fix or drop those rows"
-        )
-    if len(set(id_arr.tolist())) != len(id_arr):
-        raise DataError(f"{src}: duplicate item ids in the embedding id list")
-    return id_arr, mat.astype(np.float32, copy=False)
+    if not np.issubdtype(mat.dtype, np.number) or np.issubdtype(mat.dtype, np.complexfloating):
+        raise DataError(f"{path}: embeddings must be real numbers, got dtype {mat.dtype}")
+    mat = finite_matrix(mat, where=str(path), ids=id_arr)  # float32 first: 1e300 must fail, not become inf
+    keep = dedupe(id_arr.tolist(), duplicates, where=str(src), what="item ids in the embedding id list")
+    return id_arr[keep], mat[keep]
 
 
 def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarray, *, source: str) -> None:
@@ -273,12 +338,13 @@ def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarr
 
 
 # ----------------------------------------------------------------------------- the table loader
-def _item_catalog(items: str | Path, id_col: str) -> Catalog:
+def _item_catalog(items: str | Path, id_col: str, duplicates: str = "error") -> Catalog:
     path = Path(items)
     table = read_table(path, string_columns=[id_col], what="item table")
     ids = _ids(_column(table, id_col, path, "item_id_col"), path, id_col)
-    if len(set(ids.tolist())) != len(ids):
-        raise DataError(f"{path}: column {id_col!r} has duplicate item ids; one row per item")
+    keep = dedupe(ids.tolist(), duplicates, where=f"{path}: column {id_col!r}", what="item ids")
+    if len(keep) < len(ids):
+        table, ids = table.take(pa.array(keep)), ids[keep]
     fields: dict[str, list] = {}
     embs: dict[str, np.ndarray] = {}
     for f in table.schema:
@@ -286,9 +352,10 @@ def _item_catalog(items: str | Path, id_col: str) -> Catalog:
             continue
         col = table.column(f.name)
         if _is_float_list(f.type):  # a vector column is an embedding modality, not text
-            if col.null_count:
-                raise DataError(f"{path}: embedding column {f.name!r} has {col.null_count} missing rows")
-            embs[f.name] = np.asarray(col.to_pylist(), dtype=np.float32)
+            mat, problems = find_bad_vectors(col.to_pylist())
+            if problems:
+                raise vector_error(problems, where=str(path), column=f.name, ids=ids)
+            embs[f.name] = mat
         else:
             fields[f.name] = _to_field(col.to_pylist())
     cat = Catalog(item_ids=ids, fields=fields)
@@ -307,6 +374,8 @@ def load_table(
     time_col: str | None = "timestamp",
     item_id_col: str | None = None,
     strict: bool = False,
+    time_format: str = "",
+    duplicates: str = "error",
     name: str | None = None,
 ) -> Dataset:
     """Load a Dataset from generic tables.
@@ -317,8 +386,18 @@ def load_table(
     embeddings:   a path, or {name: path | (npy_path, ids_path)}; see ``read_embedding_file``.
                   A bare path is named by its stem.
     strict:       raise instead of dropping interactions whose item is absent from the item table.
+    time_format:  ``strptime`` format of string timestamps ("" = numbers or ISO-8601 only).
+    duplicates:   repeated item ids in the item table / embedding ids: 'error' | 'first' | 'last'.
     """
     ipath = Path(interactions)
+    if ipath.suffix.lower() in (".parquet", ".pq"):  # bounded memory: record batches (semid.data.stream)
+        from semid.data.stream import stream_interactions
+
+        catalog = _item_catalog(items, item_id_col or item_col, duplicates) if items is not None else None
+        inter, catalog = stream_interactions(ipath, user_col=user_col, item_col=item_col, time_col=time_col,
+                                             time_format=time_format, catalog=catalog, strict=strict)
+        _attach_embeddings(catalog, embeddings, item_id_col or item_col, duplicates)
+        return Dataset(name=name or ipath.stem, catalog=catalog, interactions=inter)
     table = read_table(ipath, string_columns=[user_col, item_col], what="interaction table")
     users = _ids(_column(table, user_col, ipath, "user_col"), ipath, user_col)
     item_vals = _ids(_column(table, item_col, ipath, "item_col"), ipath, item_col)
@@ -326,17 +405,10 @@ def load_table(
     if time_col is not None and time_col != "timestamp":  # an explicitly named column must exist
         _column(table, time_col, ipath, "time_col")
     if time_col is not None and time_col in table.column_names:
-        col = table.column(time_col)
-        if col.null_count:
-            raise DataError(f"{ipath}: column {time_col!r} has {col.null_count} empty timestamps")
-        try:
-            ts = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            # ISO dates etc.: strings sort chronologically when zero-padded
-            ts = np.asarray(col.cast(pa.string()).to_pylist(), dtype=str)
+        ts = read_times(table.column(time_col), ipath, time_col, time_format)
 
     if items is not None:
-        catalog = _item_catalog(items, item_id_col or item_col)
+        catalog = _item_catalog(items, item_id_col or item_col, duplicates)
         index = catalog.index_of()
         codes = np.asarray([index.get(i, -1) for i in item_vals.tolist()], dtype=np.int64)
         missing = codes < 0
@@ -370,10 +442,16 @@ def load_table(
     if inter.n_users == 0:
         raise DataError(f"{ipath}: no interactions left to load; check the file and the item table")
 
-    if embeddings is not None:
-        specs = {Path(embeddings).stem: embeddings} if isinstance(embeddings, (str, Path)) else embeddings
-        for ename, spec in specs.items():
-            epath, eids = spec if isinstance(spec, tuple) else (spec, None)
-            ids, mat = read_embedding_file(epath, eids, id_col=item_id_col or item_col)
-            attach_embedding(catalog, ename, ids, mat, source=str(epath))
+    _attach_embeddings(catalog, embeddings, item_id_col or item_col, duplicates)
     return Dataset(name=name or ipath.stem, catalog=catalog, interactions=inter)
+
+
+def _attach_embeddings(catalog: Catalog, embeddings, id_col: str, duplicates: str) -> None:
+    """Attach ``load_table``'s ``embeddings`` (a path, or {name: path | (npy_path, ids_path)}) to ``catalog``."""
+    if embeddings is None:
+        return
+    specs = {Path(embeddings).stem: embeddings} if isinstance(embeddings, (str, Path)) else embeddings
+    for ename, spec in specs.items():
+        epath, eids = spec if isinstance(spec, tuple) else (spec, None)
+        ids, mat = read_embedding_file(epath, eids, id_col=id_col, duplicates=duplicates)
+        attach_embedding(catalog, ename, ids, mat, source=str(epath))

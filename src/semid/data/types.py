@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semid.data.validate import describe_duplicates, find_duplicates
 from semid.errors import DataError
 
 
@@ -37,7 +38,8 @@ class Catalog:
         self.item_ids = np.asarray(self.item_ids).astype(str)
         n = len(self.item_ids)
         if len(set(self.item_ids.tolist())) != n:
-            raise DataError("Catalog.item_ids contains duplicates; every item needs one unique id")
+            dups = describe_duplicates(find_duplicates(self.item_ids.tolist()), "item ids")
+            raise DataError(f"Catalog.item_ids has {dups}; every item needs one unique id")
         for name, values in self.fields.items():
             if len(values) != n:
                 raise DataError(f"Catalog field {name!r} has {len(values)} rows, expected {n} (one per item)")

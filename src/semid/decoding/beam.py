@@ -5,6 +5,9 @@ the current code position, add the beam's running score, set codes that lead to 
 (``PrefixIndex.allowed``), and take one top-k over beam x S per example. The model's KV cache is reused
 between steps and reordered by parent beam (``DecodeStep``). Beams are distinct prefixes at every level
 and codes are unique per item, so the final beams are distinct items (TIGER sec. 3.2 / MusicRec: beam 20).
+
+With an ``item_mask`` (bool (B, n_items), ``semid.decoding.masks``) a code is also -inf when every item
+below it is masked for that example (``PrefixIndex.alive``): filtered items never take a beam slot.
 """
 
 from __future__ import annotations
@@ -53,8 +56,12 @@ def beam_search(
     beam: int = 20,
     k: int = 10,
     timings: dict[str, float] | None = None,
+    item_mask: torch.Tensor | None = None,
 ) -> BeamResult:
     """Top-``k`` distinct items per example by constrained beam search of width ``beam``.
+
+    ``item_mask`` (optional) bool (B, n_items): only True items may be returned (rows padded with -1
+    when fewer than k are allowed and reachable).
 
     ``timings`` (optional) accumulates seconds spent in the model (``model``) and in the constraint
     (``constraint``: mask + child lookup); the device is synchronised around each part when given.
@@ -75,11 +82,20 @@ def beam_search(
     prefix = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, Wc) prefix ids at level lvl
     toks = torch.zeros(B, 1, 0, dtype=torch.long, device=device)  # (B, Wc, lvl) chosen tokens
     arange_b = torch.arange(B, device=device)[:, None]
+    alive = None
+    if item_mask is not None:
+        if tuple(item_mask.shape) != (B, index.n_items):
+            raise ValueError(f"item_mask must be (B, n_items) = ({B}, {index.n_items}), got {tuple(item_mask.shape)}")
+        alive = index.alive(item_mask.to(device))  # per level (B, n_prefix[l])
     for lvl in range(index.L):
         Wc, lo, S = scores.shape[1], index.lo[lvl], index.sizes[lvl]
         logp = torch.log_softmax(logits.float(), dim=-1)[:, lo : lo + S].reshape(B, Wc, S)
         t0 = time.perf_counter()
-        allowed = index.allowed(lvl, prefix.reshape(-1)).view(B, Wc, S)
+        if alive is None:
+            allowed = index.allowed(lvl, prefix.reshape(-1)).view(B, Wc, S)
+        else:
+            row_ex = arange_b.expand(B, Wc).reshape(-1)  # (B*Wc,) example of each beam row
+            allowed = index.allowed_alive(lvl, prefix.reshape(-1), alive[lvl + 1], row_ex).view(B, Wc, S)
         cand = torch.where(allowed, scores[:, :, None] + logp, neg_inf).view(B, Wc * S)
         if timings is not None:
             _sync(device)

@@ -15,6 +15,11 @@ Layout (L levels, item tokens ``tok`` int64 [n_items, L]):
   table is precomputed and the mask is one row gather (level 0 and 1 always are, in practice); otherwise
   the mask is scattered from the CSR rows (one ``repeat_interleave`` + one index_put).
   ``dense_limit`` default 2**24 cells = 16 MiB of bool per level.
+* Item masks (``semid.decoding.masks``): ``alive(mask)`` turns a per-row item mask [B, n_items] into, per
+  level, which prefixes still lead to an allowed item ([B, n_prefix[l]], a bottom-up OR over ``parent``);
+  ``allowed_alive`` is ``allowed`` restricted to live children, so masked items are unreachable.
+* ``add_items`` appends items (the live catalog): the arrays are rebuilt from all token tuples, O(n log n),
+  and swapped into this same object, so every holder of the index sees the new items.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class PrefixIndex:
             for lvl, k in enumerate(self._keys_np)
         ]
         self._leaf_np = np.asarray(leaf_item, dtype=np.int64)
+        # parent prefix id (level l) of each child at level l + 1, for the bottom-up OR of ``alive``
+        self._parent_np = [k // self.sizes[lvl] for lvl, k in enumerate(self._keys_np)]
+        self.parent = [torch.as_tensor(p, device=self.device) for p in self._parent_np]
         self.keys = [torch.as_tensor(k, device=self.device) for k in self._keys_np]
         self.ptr = [torch.as_tensor(p, device=self.device) for p in self._ptr_np]
         self.leaf_item = torch.as_tensor(self._leaf_np, device=self.device)
@@ -104,12 +112,28 @@ class PrefixIndex:
             )
         leaf_item = np.empty(len(tok), dtype=np.int64)
         leaf_item[prefix] = np.arange(len(tok))
-        return cls(lo=lo, sizes=sizes, keys=keys, leaf_item=leaf_item, dense_limit=dense_limit, device=device)
+        index = cls(lo=lo, sizes=sizes, keys=keys, leaf_item=leaf_item, dense_limit=dense_limit, device=device)
+        index._tokens_np = tok.copy()
+        return index
+
+    def add_items(self, tokens: np.ndarray) -> None:
+        """Append items with token tuples int64 [m, L] (indices n_items .. n_items + m - 1), in place.
+
+        Raises DataError (and leaves the index unchanged) when a tuple is already taken or the width differs.
+        """
+        old = getattr(self, "_tokens_np", None)
+        if old is None:
+            raise DataError("PrefixIndex.add_items needs an index built by PrefixIndex.from_codes")
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.ndim != 2 or tokens.shape[1] != self.L:
+            raise DataError(f"PrefixIndex.add_items: expected int [m, {self.L}] tokens, got {tokens.shape}")
+        new = PrefixIndex.from_codes(np.concatenate([old, tokens]), dense_limit=self.dense_limit, device=self.device)
+        self.__dict__.update(new.__dict__)
 
     def to(self, device: str | torch.device) -> PrefixIndex:
         if torch.device(device) == self.device:
             return self
-        return PrefixIndex(
+        moved = PrefixIndex(
             lo=np.asarray(self.lo),
             sizes=self.sizes,
             keys=self._keys_np,
@@ -117,6 +141,9 @@ class PrefixIndex:
             dense_limit=self.dense_limit,
             device=device,
         )
+        if hasattr(self, "_tokens_np"):
+            moved._tokens_np = self._tokens_np
+        return moved
 
     @property
     def n_items(self) -> int:
@@ -146,6 +173,39 @@ class PrefixIndex:
         )
         mask = torch.zeros(len(prefix), S, dtype=torch.bool, device=prefix.device)
         mask[rows, keys.index_select(0, j) % S] = True
+        return mask
+
+    def alive(self, item_mask: torch.Tensor) -> list[torch.Tensor]:
+        """bool [B, n_items] (True = allowed) -> per level l = 0..L, bool [B, n_prefix[l]]: prefix leads to
+        at least one allowed item. Level L is the leaves; level 0 says whether a row has any item at all."""
+        B = item_mask.shape[0]
+        out = [item_mask.to(self.device).bool().index_select(1, self.leaf_item)]  # (B, n_leaves)
+        for lvl in range(self.L - 1, -1, -1):
+            cnt = torch.zeros(B, self.n_prefix[lvl], dtype=torch.int32, device=self.device)
+            cnt.index_add_(1, self.parent[lvl], out[-1].to(torch.int32))
+            out.append(cnt > 0)
+        return out[::-1]
+
+    def allowed_alive(
+        self, level: int, prefix: torch.Tensor, alive_next: torch.Tensor, row_example: torch.Tensor
+    ) -> torch.Tensor:
+        """Like ``allowed`` but only children that are alive for the row's example.
+
+        prefix (R,) prefix ids at ``level``; alive_next bool [B, n_prefix[level + 1]] from ``alive``;
+        row_example (R,) example of each row. Scatters from the CSR rows whatever the dense_limit.
+        """
+        ptr, keys, S = self.ptr[level], self.keys[level], self.sizes[level]
+        start, end = ptr.index_select(0, prefix), ptr.index_select(0, prefix + 1)
+        counts = end - start  # (R,)
+        rows = torch.repeat_interleave(torch.arange(len(prefix), device=prefix.device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        j = (
+            start.index_select(0, rows)
+            + torch.arange(len(rows), device=prefix.device)
+            - first.index_select(0, rows)
+        )  # (n_children,) child position = its prefix id at level + 1
+        mask = torch.zeros(len(prefix), S, dtype=torch.bool, device=prefix.device)
+        mask[rows, keys.index_select(0, j) % S] = alive_next[row_example.index_select(0, rows), j]
         return mask
 
     def child(

@@ -11,10 +11,15 @@ from collections.abc import Callable
 import numpy as np
 
 
-def build_trie(tokens: np.ndarray) -> dict:
-    """int64 [n_items, L] -> nested dict {token: {...: {token: item}}}; the last level maps to the item."""
+def build_trie(tokens: np.ndarray, keep: np.ndarray | None = None) -> dict:
+    """int64 [n_items, L] -> nested dict {token: {...: {token: item}}}; the last level maps to the item.
+
+    ``keep`` (optional bool [n_items]): only these items enter the trie, which is what an item mask means.
+    """
     root: dict = {}
     for item, row in enumerate(np.asarray(tokens).tolist()):
+        if keep is not None and not keep[item]:
+            continue
         node = root
         for t in row[:-1]:
             node = node.setdefault(t, {})

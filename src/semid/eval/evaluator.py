@@ -11,6 +11,7 @@ the same list for every such user). Such users are counted in ``n_eval_users``; 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,9 @@ import numpy as np
 from semid.data.types import EvalSet
 from semid.errors import DataError
 from semid.eval.metrics import DEFAULT_KS, per_row_metrics
-from semid.io import write_json
+from semid.io import atomic_write, write_json
 from semid.progress import progress_bar
+from semid.train import distributed
 
 
 def validate_topk(
@@ -80,6 +82,7 @@ def evaluate(
     exclude_history: bool = False,
     progress: bool = True,
     n_items: int | None = None,
+    per_user_out: str | Path | None = None,
 ) -> dict:
     """Full-ranking metrics of ``recommender`` on ``evalset``.
 
@@ -89,6 +92,8 @@ def evaluate(
     ``exclude_history=True`` asks for max(ks) + len(history) items and drops the history items
     (off by default: the MusicRec / LC-Rec / LETTER protocol does not filter).
     ``n_items`` (default: ``recommender.n_items_`` when present) bounds valid ids.
+    ``per_user_out``: also write every user's metric values there (``write_per_user``), the input of
+    ``semid compare``'s paired tests.
     """
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1:
@@ -100,24 +105,59 @@ def evaluate(
     n_users = hist.n_users
     if tgt.n_users != n_users:
         raise DataError(f"evalset has {n_users} histories but {tgt.n_users} target rows")
+    if n_users == 0:  # metrics over nobody would be 0.0 and look like a real (terrible) result
+        raise DataError(
+            "the evaluation set has no users, so there is nothing to measure (leave-one-out needs users with "
+            "at least 3 interactions, continuation sequences longer than data.holdout); check the dataset "
+            "with `semid data check`, and data.min_length / data.k_core / the split settings"
+        )
     who = getattr(recommender, "name", type(recommender).__name__)
-    all_topk = np.full((n_users, k_max), -1, dtype=np.int64)
-    with progress_bar(f"eval {who}", total=n_users, enabled=progress) as tick:
-        for start in range(0, n_users, batch_size):
-            stop = min(start + batch_size, n_users)
+    # Under torch.distributed each rank ranks its own slice of users; the slices are gathered in order.
+    lo, hi = distributed.shard_range(n_users)
+    all_topk = np.full((hi - lo, k_max), -1, dtype=np.int64)
+    with progress_bar(f"eval {who}", total=hi - lo, enabled=progress) as tick:
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
             histories = [hist.seq(u) for u in range(start, stop)]
             k_req = k_max + (max((len(h) for h in histories), default=0) if exclude_history else 0)
             items, scores = recommender.recommend(histories, k=k_req)
             items = validate_topk(items, scores, n_rows=stop - start, k=k_req, n_items=n_items, who=who)
             if exclude_history:
                 items = _drop_history(items, histories, k_max)
-            all_topk[start:stop] = items
+            all_topk[start - lo : stop - lo] = items
             tick(stop - start)
+    all_topk = distributed.gather_rows(all_topk)  # (n_users, k_max) on every rank
     rows = per_row_metrics(all_topk, tgt, ks)
-    out: dict = {name: float(v.mean()) if n_users else 0.0 for name, v in rows.items()}
+    out: dict = {name: float(v.mean()) for name, v in rows.items()}
+    if per_user_out is not None and distributed.is_main():
+        write_per_user(per_user_out, rows, evalset)
     out["n_eval_users"] = int(n_users)
     out["n_empty_history"] = int((hist.lengths() == 0).sum())
     return out
+
+
+def split_fingerprint(evalset: EvalSet) -> str:
+    """sha256 over the users, histories and targets of an EvalSet: equal iff two runs scored the same queries."""
+    h = hashlib.sha256()
+    for part in (evalset.histories, evalset.targets):
+        for a in (part.offsets, part.items):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    h.update("\x1f".join(evalset.histories.user_ids.tolist()).encode())
+    return h.hexdigest()
+
+
+def write_per_user(path: str | Path, rows: dict[str, np.ndarray], evalset: EvalSet) -> Path:
+    """Atomically write ``rows`` (metric name -> float64 [U], one value per evaluated user, in EvalSet order)
+    to ``path`` (.npz) with ``user_ids`` (str [U]) and ``fingerprint`` (``split_fingerprint``), no pickles."""
+    arrays = {f"metric:{name}": np.asarray(v, dtype=np.float64) for name, v in rows.items()}
+    arrays["user_ids"] = np.asarray(evalset.histories.user_ids).astype(str)
+    arrays["fingerprint"] = np.array(split_fingerprint(evalset))
+
+    def w(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, w)
 
 
 def write_metrics(run_dir: str | Path, metrics: dict, *, split: str, dataset: str, model: str) -> Path:

@@ -95,3 +95,24 @@ def compute_metrics(topk: np.ndarray, targets, ks=DEFAULT_KS) -> dict[str, float
     """Mean of every metric in ``per_row_metrics`` over rows (plain floats)."""
     rows = per_row_metrics(topk, targets, ks)
     return {name: float(v.mean()) if len(v) else 0.0 for name, v in rows.items()}
+
+
+def ndcg_recall_at(topk: np.ndarray, targets, k: int) -> dict[str, float]:
+    """Mean NDCG@k and Recall@k (the definitions above) of ranked ``topk`` (B, >=k), e.g. for validation.
+
+    Unlike ``compute_metrics``, rows with no target are skipped rather than an error, and Recall@k is
+    reported also when every row has one target (then it equals HR@k).
+    """
+    topk = np.asarray(topk, dtype=np.int64)
+    offsets, items = _as_csr(targets)
+    lens = np.diff(offsets)
+    keep = lens > 0
+    if not keep.any():
+        return {f"NDCG@{k}": 0.0, f"Recall@{k}": 0.0}
+    kept = np.concatenate([[0], np.cumsum(lens[keep])])
+    row_of = np.repeat(np.arange(len(lens)), lens)
+    rows = per_row_metrics(topk[keep, :k], (kept, items[keep[row_of]]), (k,))
+    # k = 1: NDCG@1 = HR@1 (IDCG@1 = 1); one target per row: Recall@k = HR@k.
+    ndcg = rows.get(f"NDCG@{k}", rows[f"HR@{k}"])
+    recall = rows.get(f"Recall@{k}", rows[f"HR@{k}"])
+    return {f"NDCG@{k}": float(ndcg.mean()), f"Recall@{k}": float(recall.mean())}

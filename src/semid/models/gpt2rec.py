@@ -167,6 +167,7 @@ class GPT2Rec(CodeSeqRecommender):
     """
 
     name = "gpt2rec"
+    config_cls = GPT2RecConfig
 
     def __init__(self, *, config: GPT2RecConfig | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -194,8 +195,14 @@ class GPT2Rec(CodeSeqRecommender):
     def _loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
         return gpt2_sequence_loss(model, batch) if "labels" in batch else gpt2_loss(model, batch)
 
-    def _stepper(self, model: torch.nn.Module) -> GPT2Step:
-        return GPT2Step(model)
+    def _stepper(self, model: torch.nn.Module):
+        """``LeanGPT2Step`` (same results as GPT2Step, several times faster) for standard GPT-2 blocks."""
+        from semid.decoding.lean_gpt2 import LeanGPT2Step
+
+        try:
+            return LeanGPT2Step(model, max_new=self.item_tokens_.shape[1] - 1)
+        except ConfigError:
+            return GPT2Step(model)
 
     def context(self, history: np.ndarray) -> np.ndarray:
         """Unpadded prompt tokens for one history (for the reference / oracle scorers)."""

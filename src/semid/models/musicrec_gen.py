@@ -15,6 +15,7 @@ T5Step); the constraint and the beam from ``semid.decoding`` (PrefixIndex + beam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 
 from semid.data.types import Catalog, EvalSet, Interactions
 from semid.decoding import PrefixIndex, beam_search
+from semid.decoding.masks import item_mask
 from semid.errors import ConfigError
 from semid.models.protocol import pad_topk
 from semid.models.t5rec import T5RecConfig, T5Step, build_t5, seq2seq_loss
@@ -245,28 +247,79 @@ class MusicRecGenerator:
         first, second = (mm, uni) if self.config.inference == "mm" else (uni, mm)
         return first if first in self.config.tasks else second
 
-    def rank_space(self, histories: list[np.ndarray], space: str) -> tuple[np.ndarray, np.ndarray]:
-        """Constrained beam search in one ID space: (items [B, beam], log-probs [B, beam])."""
+    def rank_space(
+        self, histories: list[np.ndarray], space: str, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Constrained beam search in one ID space: (items [B, beam], log-probs [B, beam]).
+
+        ``mask`` (optional bool [B, n_items]) is applied inside the search (``semid.decoding.masks``)."""
         hists = [np.asarray(h, dtype=np.int64)[-self.config.t5.max_history :] for h in histories]
-        batch = self._encode_inputs(self._infer_task(space), hists)
-        with torch.no_grad():
+        # Inputs, mask and prefix index go to the model's device (the Trainer may have moved it to CUDA);
+        # the index's device copy is kept for the next call.
+        device = next(self.model_.parameters()).device
+        batch = {k: v.to(device) for k, v in self._encode_inputs(self._infer_task(space), hists).items()}
+        m = None if mask is None else torch.from_numpy(mask).to(device)
+        index = self.index[space] = self.index[space].to(device)
+        use_bf16 = device.type == "cuda" and self.train_config.bf16
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             res = beam_search(
-                T5Step(self.model_), batch, self.index[space], beam=self.config.t5.beam, k=self.config.t5.beam
+                T5Step(self.model_), batch, index, beam=self.config.t5.beam, k=self.config.t5.beam, item_mask=m,
             )
-        return res.items.numpy(), res.scores.float().numpy()
+        return res.items.cpu().numpy(), res.scores.float().cpu().numpy()
 
     def infer_spaces(self) -> list[str]:
         """Spaces ranked at inference: those with a next-item task."""
         return [s for s in self.spaces if self._infer_task(s) in self.config.tasks]
 
-    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, histories: list[np.ndarray], k: int, *, exclude=None, allowed=None):
+        """Merged per-space beams; ``exclude`` / ``allowed`` as in ``semid.decoding.masks.item_mask``."""
         if self.model_ is None:
             raise RuntimeError("MusicRecGenerator is not fitted; call fit(train, catalog, valid) first")
         was = self.model_.training
         self.model_.eval()
-        lists = [self.rank_space(histories, s) for s in self.infer_spaces()]
+        n_items = self.index[self.infer_spaces()[0]].n_items
+        mask = item_mask(n_items, len(histories), exclude=exclude, allowed=allowed)
+        lists = [self.rank_space(histories, s, mask) for s in self.infer_spaces()]
         self.model_.train(was)
         return merge_ranked(lists, k)
+
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory) -> Path:
+        """``<dir>/model.safetensors`` + ``<dir>/space_<name>.npy`` (int64 [n_items, L] codes of each ID space)
+        + ``<dir>/config.json`` (generator / train config, space names)."""
+        from semid.config import to_dict
+        from semid.io import save_npy
+        from semid.models.protocol import save_module
+
+        if self.model_ is None:
+            raise RuntimeError("MusicRecGenerator.save called before fit")
+        for name, codes in self.spaces.items():
+            save_npy(Path(directory) / f"space_{name}.npy", codes)
+        meta = {"model": self.name, "config": to_dict(self.config), "train": to_dict(self.train_config),
+                "spaces": list(self.spaces)}
+        return save_module(directory, self.model_, meta)
+
+    @classmethod
+    def load(cls, directory, *, device: str = "cpu", weights=None) -> MusicRecGenerator:
+        """Rebuild a saved generator; ``weights`` replaces ``model.safetensors`` (e.g. ``ckpt/best.safetensors``)."""
+        from semid.config import from_dict
+        from semid.errors import CheckpointError
+        from semid.models.protocol import MODEL_META, MODEL_WEIGHTS, load_weights, read_model_meta
+
+        d = Path(directory)
+        meta = read_model_meta(d, cls.name)
+        try:
+            spaces = {name: np.load(d / f"space_{name}.npy", allow_pickle=False) for name in meta["spaces"]}
+            obj = cls(spaces=spaces, config=from_dict(MusicRecGenConfig, meta["config"]),
+                      train=from_dict(TrainConfig, meta["train"]))
+        except Exception as e:
+            raise CheckpointError(f"{d}: cannot rebuild {cls.name} from {MODEL_META} and its spaces ({e})") from None
+        obj.model_ = obj.build_model()
+        load_weights(obj.model_, d / MODEL_WEIGHTS if weights is None else weights, device=device,
+                     config_path=d / MODEL_META)
+        obj.model_.to(device).eval()
+        return obj
 
 
 def _subset(evalset: EvalSet, n: int, seed: int) -> EvalSet:

@@ -9,6 +9,13 @@ Differences from the paper, each a deliberate modern default:
 - Output layer is tied to the input item embedding (paper Section III-D, "shared item embedding").
 - Positions are right-aligned: the most recent item always gets position max_len - 1, whatever the
   history length, so the positional embedding encodes recency (same as the reference code).
+- Training uses every target of every train sequence once (``semid.models.sequence_examples``):
+  overlapping windows of max_len + 1 items whose last ``stride`` items are targets. The paper's code
+  (and this model before) kept only each user's last max_len + 1 items, a quarter of MovieLens's
+  targets. Windows, not RecBole's one-example-per-prefix, because a window scores ``stride`` targets in
+  one causal pass: stride = max_len costs ~1/max_len of the prefix passes. The default stride =
+  max_len // 2 still gives every target at least max_len / 2 items of history (all it has when
+  shorter); ``stride=1`` is exactly the prefix scheme.
 
 Item index i of the catalog is token i + 1; token 0 is padding (left padding).
 """
@@ -28,6 +35,7 @@ from semid.config import from_dict, to_dict
 from semid.data.types import Catalog, EvalSet, Interactions
 from semid.errors import CheckpointError, DataError
 from semid.io import atomic_write, read_json, save_npy, write_json
+from semid.models.sequence_examples import SequenceExamples, full_ranking_topk, left_padded_tokens
 from semid.train.loop import TrainConfig, Trainer, TrainResult
 
 
@@ -39,6 +47,8 @@ class SASRecConfig:
     n_layers: int = 2  # self-attention blocks (paper: 2)
     n_heads: int = 1  # attention heads (paper: 1)
     max_len: int = 50  # history window n; older items are dropped (paper: 50 for Amazon)
+    # Training windows advance by this many targets (1 = one example per prefix, as RecBole; 0 = max_len // 2).
+    stride: int = 0
     dropout: float = 0.2  # dropout on embeddings, attention and FFN (paper: 0.2 dense data, 0.5 sparse)
     loss: str = "ce"  # "ce" = full-softmax cross-entropy over all items; "bce" = paper's 1-negative BCE
     eval_batch_size: int = 256  # users per recommend() forward pass during validation
@@ -112,15 +122,6 @@ class SASRecNet(nn.Module):
         return self.item_emb.weight[1:]  # (N, C)
 
 
-def _left_pad(seqs: list[np.ndarray], t: int) -> np.ndarray:
-    out = np.zeros((len(seqs), t), dtype=np.int64)
-    for r, s in enumerate(seqs):
-        s = s[-t:] if t > 0 else s[:0]
-        if len(s):
-            out[r, t - len(s) :] = s
-    return out
-
-
 class SASRec:
     """Recommender wrapper: fit with semid's Trainer (early stopping on valid NDCG@10), full-ranking recommend."""
 
@@ -140,15 +141,13 @@ class SASRec:
             raise DataError(f"SASRecConfig.loss must be 'ce' or 'bce', got {self.config.loss!r}")
 
     # ------------------------------------------------------------------ training
-    def _examples(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs / next-item targets as token arrays (U, max_len): the last max_len+1 items of each user."""
+    def _examples(self, train: Interactions) -> SequenceExamples:
+        """Windows covering every train target once (see ``sequence_examples``)."""
         L = self.config.max_len
-        seqs = [s[-(L + 1) :] + 1 for s in train.to_lists() if len(s) >= 2]
-        if not seqs:
-            raise DataError("SASRec.fit: no training sequence has 2 or more items")
-        inp = _left_pad([s[:-1] for s in seqs], L)
-        tgt = _left_pad([s[1:] for s in seqs], L)
-        return inp, tgt
+        try:
+            return SequenceExamples(train, max_len=L, stride=self.config.stride or max(1, L // 2))
+        except DataError as e:
+            raise DataError(f"SASRec.fit: {e}") from None
 
     def _loss(self, net: SASRecNet, batch: dict) -> torch.Tensor:
         inp, tgt = batch["input"], batch["target"]  # (B, T) tokens, 0 = padding
@@ -173,33 +172,11 @@ class SASRec:
         tc = self.train_config
         torch.manual_seed(tc.seed)
         self.net_ = SASRecNet(n, self.config)
-        inp, tgt = self._examples(train)
+        examples = self._examples(train)
         bs = tc.batch_size
 
-        lengths = (tgt > 0).sum(1)  # (U,) real positions per example
-
-        class _Batches:
-            """Shuffled batches of similar length (less padding): shuffle, then sort inside chunks of 50 batches."""
-
-            def __init__(self, epoch: int, rng: np.random.Generator) -> None:
-                order = rng.permutation(len(inp))
-                chunk = 50 * bs
-                for s in range(0, len(order), chunk):
-                    part = order[s : s + chunk]
-                    order[s : s + chunk] = part[np.argsort(lengths[part], kind="stable")]
-                batches = [order[s : s + bs] for s in range(0, len(order), bs)]
-                self.batches = [batches[i] for i in rng.permutation(len(batches))]
-
-            def __len__(self) -> int:
-                return len(self.batches)
-
-            def __iter__(self):
-                for idx in self.batches:
-                    width = int(lengths[idx].max())  # drop columns that are padding for the whole batch
-                    yield {
-                        "input": torch.from_numpy(inp[idx, -width:]),
-                        "target": torch.from_numpy(tgt[idx, -width:]),
-                    }
+        def batches(epoch: int, rng: np.random.Generator):
+            return examples.batches(bs, rng)
 
         validate = None
         if valid is not None:
@@ -210,7 +187,7 @@ class SASRec:
                 )
 
         trainer = Trainer(tc, self.run_dir)
-        self.result_: TrainResult = trainer.fit(self.net_, _Batches, self._loss, validate)
+        self.result_: TrainResult = trainer.fit(self.net_, batches, self._loss, validate)
         self.net_.eval()
         return self
 
@@ -225,25 +202,22 @@ class SASRec:
         self._check_fitted()
         net = self.net_
         dev = next(net.parameters()).device
-        L = self.config.max_len
-        t = max(1, min(L, max((len(h) for h in histories), default=1)))
         # An empty history becomes one padding token (zero input): every such user gets the same state.
-        tok = torch.from_numpy(_left_pad([np.asarray(h, dtype=np.int64) + 1 for h in histories], t)).to(dev)
+        tok = torch.from_numpy(left_padded_tokens(histories, self.config.max_len)).to(dev)
         was_training = net.training
         net.eval()
         h = net(tok)[:, -1]  # (B, C) state at the most recent position
         net.train(was_training)
         return (h @ net.item_table().T).float()  # (B, N)
 
-    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, histories: list[np.ndarray], k: int, *, exclude=None, allowed=None):
+        """Top-k of the full ranking; ``exclude`` / ``allowed`` mask items as in ``semid.decoding.masks``."""
+        if exclude is None and allowed is None:
+            return full_ranking_topk(self.score(histories), k)
+        from semid.decoding.masks import item_mask, masked_topk
+
         scores = self.score(histories)
-        k_eff = min(k, scores.shape[1])
-        top_s, top_i = torch.topk(scores, k_eff, dim=1)
-        items = np.full((len(histories), k), -1, dtype=np.int64)
-        out_s = np.full((len(histories), k), -np.inf, dtype=np.float32)
-        items[:, :k_eff] = top_i.cpu().numpy()
-        out_s[:, :k_eff] = top_s.cpu().numpy()
-        return items, out_s
+        return masked_topk(scores, item_mask(scores.shape[1], len(histories), exclude=exclude, allowed=allowed), k)
 
     def item_embeddings(self) -> np.ndarray:
         """float32 [n_items, hidden]: the (tied input/output) item embedding table, row i = item i."""
@@ -276,11 +250,13 @@ class SASRec:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, *, device: str = "cpu") -> SASRec:
-        from safetensors.torch import load_file
+    def load(cls, directory: str | Path, *, device: str = "cpu", weights: str | Path | None = None) -> SASRec:
+        """Rebuild a saved SASRec; ``weights`` replaces ``model.safetensors`` (e.g. ``ckpt/best.safetensors``)."""
+        from semid.models.protocol import load_weights
 
         d = Path(directory)
-        cfg_path, w_path = d / "config.json", d / "model.safetensors"
+        cfg_path = d / "config.json"
+        w_path = d / "model.safetensors" if weights is None else Path(weights)
         for p in (cfg_path, w_path):
             if not p.is_file():
                 raise CheckpointError(f"{p}: missing; save a fitted SASRec there with SASRec.save(dir)")
@@ -292,12 +268,8 @@ class SASRec:
             n_items = int(meta["n_items"])
         except Exception as e:
             raise CheckpointError(f"{cfg_path}: not a valid SASRec config ({e})") from None
-        try:
-            state = load_file(str(w_path), device=device)
-            net = SASRecNet(n_items, model.config)
-            net.load_state_dict(state)
-        except Exception as e:
-            raise CheckpointError(f"{w_path}: corrupt or does not match {cfg_path} ({e})") from None
+        net = SASRecNet(n_items, model.config)
+        load_weights(net, w_path, device=device, config_path=cfg_path)
         model.net_ = net.to(device).eval()
         model.n_items_ = n_items
         return model

@@ -23,8 +23,10 @@ import torch
 
 from semid.data.types import Catalog, EvalSet, Interactions
 from semid.decoding.beam import DecodeStep, beam_search
+from semid.decoding.masks import item_mask
 from semid.decoding.prefix_index import PrefixIndex
 from semid.errors import ConfigError, DataError
+from semid.eval.metrics import ndcg_recall_at
 from semid.models.vocab import BOS, EOS, PAD, SEP, SemanticVocab
 
 # ---------------------------------------------------------------------------------------------- examples
@@ -192,22 +194,8 @@ def seq2seq_batch(H: np.ndarray, item_tokens: np.ndarray, targets: np.ndarray | 
 # ---------------------------------------------------------------------------------------------- metrics
 
 
-def ndcg_recall_at(items: np.ndarray, targets: Interactions, k: int) -> dict[str, float]:
-    """Mean NDCG@k / Recall@k of ranked ``items`` (B, >=k) against CSR ``targets`` (cheap, for validation)."""
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    ndcg, rec = [], []
-    for r in range(len(items)):
-        tgt = set(targets.seq(r).tolist())
-        if not tgt:
-            continue
-        hits = np.array([i in tgt for i in items[r, :k].tolist()], dtype=float)
-        idcg = disc[: min(len(tgt), k)].sum()
-        ndcg.append(float((hits * disc[: len(hits)]).sum() / idcg))
-        rec.append(float(hits.sum() / min(len(tgt), k)))
-    return {
-        f"NDCG@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
-        f"Recall@{k}": float(np.mean(rec)) if rec else 0.0,
-    }
+# ``ndcg_recall_at`` (validation NDCG@k / Recall@k) is semid.eval.metrics's, so the Recall@10 logged during
+# training has the same definition (hits / |T|) as the evaluator's.
 
 
 # ---------------------------------------------------------------------------------------------- recommender glue
@@ -273,6 +261,7 @@ class CodeSeqRecommender:
                 f"{self.name}: codes have {len(codes)} rows but the catalog has {catalog.n_items} items"
             )
         self.vocab_ = SemanticVocab.for_items(sizes)
+        self.codes_, self.codebook_sizes_ = codes, [int(x) for x in sizes]  # what save() stores
         self.item_tokens_ = self.vocab_.item_tokens("item", codes)  # (n_items, L)
         self.index_ = PrefixIndex.from_codes(self.item_tokens_)
         return self
@@ -327,18 +316,24 @@ class CodeSeqRecommender:
         return validate
 
     # ---------------------------------------------------------------- inference
-    def recommend(self, histories: list[np.ndarray], k: int, *, beam: int | None = None):
-        """Top-k items by constrained beam search (``beam`` default config.beam, at least k)."""
+    def recommend(self, histories: list[np.ndarray], k: int, *, beam: int | None = None, exclude=None,
+                  allowed=None):
+        """Top-k items by constrained beam search (``beam`` default config.beam, at least k).
+
+        ``exclude`` (one item-index array per history) and ``allowed`` (bool [n_items] or [B, n_items]) are
+        applied inside the search (``semid.decoding.masks``): k allowed items come back whenever k exist.
+        """
         if getattr(self, "model_", None) is None:
             raise ConfigError(f"{self.name}: call fit() before recommend()")
         beam = max(beam or self.config.beam, k)
         self.model_.eval()
-        return self._recommend_with(self.model_, histories, k, beam)
+        mask = item_mask(len(self.item_tokens_), len(histories), exclude=exclude, allowed=allowed)
+        return self._recommend_with(self.model_, histories, k, beam, mask)
 
     def encode_histories(self, histories: list[np.ndarray]) -> dict:
         return self._collate(history_matrix(histories, self.config.max_history), None)
 
-    def _recommend_with(self, model, histories, k: int, beam: int) -> tuple[np.ndarray, np.ndarray]:
+    def _recommend_with(self, model, histories, k: int, beam: int, mask: np.ndarray | None = None):
         device = next(model.parameters()).device
         use_bf16 = device.type == "cuda" and self.train_config.bf16
         index = self.index_ = self.index_.to(device)  # keep the device copy for the next call
@@ -347,9 +342,51 @@ class CodeSeqRecommender:
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             for s in range(0, len(histories), bs):
                 batch = {k_: v.to(device) for k_, v in self.encode_histories(histories[s : s + bs]).items()}
-                res = beam_search(self._stepper(model), batch, index, beam=beam, k=k)
+                m = None if mask is None else torch.from_numpy(mask[s : s + bs]).to(device)
+                res = beam_search(self._stepper(model), batch, index, beam=beam, k=k, item_mask=m)
                 out_i.append(res.items.cpu().numpy())
                 out_s.append(res.scores.float().cpu().numpy())
         if not out_i:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         return np.concatenate(out_i).astype(np.int64), np.concatenate(out_s).astype(np.float32)
+
+    # ---------------------------------------------------------------- persistence
+    config_cls: type  # the subclass's config dataclass, rebuilt by load()
+
+    def save(self, directory: str | Path) -> Path:
+        """``<dir>/model.safetensors`` + ``<dir>/codes.npy`` (int64 [n_items, L], the item codes the model was
+        trained on) + ``<dir>/config.json`` (model / train config, codebook sizes)."""
+        from semid.config import to_dict
+        from semid.io import save_npy
+        from semid.models.protocol import save_module
+
+        if getattr(self, "model_", None) is None:
+            raise ConfigError(f"{self.name}: call fit() before save()")
+        save_npy(Path(directory) / "codes.npy", self.codes_)
+        meta = {"model": self.name, "config": to_dict(self.config), "train": to_dict(self.train_config),
+                "codebook_sizes": self.codebook_sizes_}
+        return save_module(directory, self.model_, meta)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str = "cpu", weights: str | Path | None = None):
+        """Rebuild a saved model; ``weights`` replaces ``model.safetensors`` (e.g. ``ckpt/best.safetensors``)."""
+        from semid.config import from_dict
+        from semid.errors import CheckpointError
+        from semid.models.protocol import MODEL_META, MODEL_WEIGHTS, load_weights, read_model_meta
+        from semid.train.loop import TrainConfig
+
+        d = Path(directory)
+        meta = read_model_meta(d, cls.name)
+        try:
+            codes = np.load(d / "codes.npy", allow_pickle=False)
+            obj = cls(config=from_dict(cls.config_cls, meta["config"]), train=from_dict(TrainConfig, meta["train"]),
+                      codes=codes, codebook_sizes=meta["codebook_sizes"])
+            obj.setup()
+        except Exception as e:
+            raise CheckpointError(f"{d}: cannot rebuild {cls.name} from {MODEL_META} and codes.npy ({e})") from None
+        torch.manual_seed(obj.train_config.seed)
+        obj.model_ = obj._build_model(obj.vocab_.size)
+        load_weights(obj.model_, d / MODEL_WEIGHTS if weights is None else weights, device=device,
+                     config_path=d / MODEL_META)
+        obj.model_.to(device).eval()
+        return obj

@@ -163,19 +163,22 @@ def t5_decode(
 @torch.no_grad()
 def t5_next_logp(model: torch.nn.Module, src: np.ndarray, prefix: tuple[int, ...]) -> np.ndarray:
     """Reference scorer: full encoder + decoder pass for ``<start> + prefix`` (no cache) -> log-probs [V]."""
-    dec = torch.as_tensor([DECODER_START, *prefix], dtype=torch.long)[None]
-    logits = model(input_ids=torch.as_tensor(src)[None], decoder_input_ids=dec, use_cache=False).logits[0, -1]
-    return torch.log_softmax(logits.float(), -1).numpy()
+    dev = next(model.parameters()).device
+    dec = torch.as_tensor([DECODER_START, *prefix], dtype=torch.long, device=dev)[None]
+    src_t = torch.as_tensor(src, device=dev)[None]
+    logits = model(input_ids=src_t, decoder_input_ids=dec, use_cache=False).logits[0, -1]
+    return torch.log_softmax(logits.float(), -1).cpu().numpy()
 
 
 @torch.no_grad()
 def t5_sequence_logp(model: torch.nn.Module, src: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Oracle scorer: teacher-forced summed log-prob of each candidate code (n, L) given ``src``."""
     n = len(cand)
-    tgt = torch.as_tensor(cand)
-    src_t = torch.as_tensor(src)[None].expand(n, -1)
+    dev = next(model.parameters()).device
+    tgt = torch.as_tensor(cand, device=dev)
+    src_t = torch.as_tensor(src, device=dev)[None].expand(n, -1)
     logits = model(input_ids=src_t, decoder_input_ids=shift_right(tgt), use_cache=False).logits
-    return torch.log_softmax(logits.float(), -1).gather(2, tgt[:, :, None]).squeeze(2).sum(1).numpy()
+    return torch.log_softmax(logits.float(), -1).gather(2, tgt[:, :, None]).squeeze(2).sum(1).cpu().numpy()
 
 
 class T5Rec(CodeSeqRecommender):
@@ -185,6 +188,7 @@ class T5Rec(CodeSeqRecommender):
     """
 
     name = "t5rec"
+    config_cls = T5RecConfig
 
     def __init__(self, *, config: T5RecConfig | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -1,20 +1,68 @@
-"""RunConfig: every component's frozen config in one tree, so ``--section.field=value`` reaches any of them."""
+"""RunConfig: a whole pipeline as one typed tree, written as ``config.json`` beside every run.
+
+The tokenizer and model sections are tagged unions of the component configs: a run holds exactly the
+config of the tokenizer and the model it builds (``{"kind": "rqvae", ...}``), nothing else. How dotted
+overrides, presets and ``--seed`` reach these fields is in ``semid.pipeline.overrides``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from semid.config import TaggedUnion
 from semid.models.gpt2rec import GPT2RecConfig
+from semid.models.gru4rec import GRU4RecConfig
+from semid.models.item2vec_knn import Item2VecKNNConfig
 from semid.models.musicrec_gen import MusicRecGenConfig
 from semid.models.sasrec import SASRecConfig
 from semid.models.t5rec import T5RecConfig
 from semid.tokenizers.fusid import FusIDConfig
 from semid.tokenizers.musicrec import MusicRecConfig
+from semid.tokenizers.rqkmeans import RQKMeansConfig
 from semid.tokenizers.rqvae import RQVAEConfig
 from semid.train.loop import TrainConfig
 
-TOKENIZERS = ("none", "fusid", "rqvae", "musicrec", "precomputed")
-MODELS = ("popular", "sasrec", "gpt2", "t5", "musicrec_gen")
+
+@dataclass(frozen=True)
+class PrecomputedConfig:
+    """IDs read as they are: a catalog code tuple (MQL4GRec's index files) or a code file."""
+
+    source: str = ""  # catalog.codes key (lemb, vitemb, ...) or a path to a codes .npy / .json file
+
+
+@dataclass(frozen=True)
+class PopularConfig:
+    """MostPopular: rank every item by its train-split count."""
+
+    exclude_history: bool = False  # drop items already in a user's history from their list
+
+
+# Kind names are the CLI's (``--tokenizer=rqvae``, ``--model=t5``) and the sections' override prefixes
+# (``--rqvae.n_levels=4`` addresses the tokenizer section while it holds an RQ-VAE config).
+TOKENIZER_KINDS: dict[str, type | None] = {
+    "none": None,
+    "fusid": FusIDConfig,
+    "rqvae": RQVAEConfig,  # TIGER and LETTER (presets tiger, letter)
+    "musicrec": MusicRecConfig,
+    "rqkmeans": RQKMeansConfig,  # residual k-means (GRID, MiniOneRec)
+    "precomputed": PrecomputedConfig,
+}
+MODEL_KINDS: dict[str, type] = {
+    "popular": PopularConfig,
+    "sasrec": SASRecConfig,
+    "gru4rec": GRU4RecConfig,
+    "item2vec_knn": Item2VecKNNConfig,
+    "gpt2": GPT2RecConfig,
+    "t5": T5RecConfig,
+    "musicrec_gen": MusicRecGenConfig,
+}
+TOKENIZERS = tuple(TOKENIZER_KINDS)
+MODELS = tuple(MODEL_KINDS)
+TOKENIZER_UNION = TaggedUnion(TOKENIZER_KINDS, what="tokenizer")
+MODEL_UNION = TaggedUnion(MODEL_KINDS, what="model")
+TokenizerSection = Annotated[object | None, TOKENIZER_UNION]
+ModelSection = Annotated[object, MODEL_UNION]
 
 
 @dataclass(frozen=True)
@@ -32,6 +80,19 @@ class DataConfig:
     train_tail: int = 0
     holdout: int = 5  # continuation: items held out per sampled sequence
     holdout_frac: float = 0.1  # continuation: fraction of sequences sampled for valid+test
+    # continuation: 0 = only sequences longer than holdout, each holding out exactly holdout items;
+    # m >= 1 = every sequence with > m items, holding out min(holdout, len - m) (short radio playlists)
+    min_history: int = 0
+    time_format: str = ""  # strptime format of text timestamps, e.g. %m/%d/%Y ("" = numbers or ISO-8601 only)
+    duplicates: str = "error"  # repeated item / user keys in the files: error | first | last (keep that one)
+
+
+@dataclass(frozen=True)
+class CFSASRecConfig:
+    """The SASRec trained on the train split whose item embeddings are the ``sasrec`` feature (z_cf)."""
+
+    sasrec: SASRecConfig = field(default_factory=lambda: SASRecConfig(hidden=32))  # width 32 as MusicRec
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30))  # its own epoch budget
 
 
 @dataclass(frozen=True)
@@ -44,29 +105,29 @@ class RunConfig:
       codes:k[,decay=d]  per-level one-hots of precomputed code tuples catalog.codes[k] (MQL4GRec
                          indices); level l scaled by d**l (default 1 = plain one-hots)
       item2vec[:window=w,dim=d]  skip-gram co-occurrence embeddings learned on the TRAIN split only
-      sasrec          SASRec item embeddings (hidden = sasrec_cf_dim) learned on the TRAIN split only
+      sasrec          SASRec item embeddings (see cf_sasrec) learned on the TRAIN split only
     """
 
     name: str = "run"  # label written into metrics.json
-    seed: int = 0  # seeds every component (overrides the components' own seed fields)
-    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0  # --seed sets every seed field below (k-means, item2vec, trainers, ...) to this value
+    data: DataConfig = field(default_factory=DataConfig)  # dataset and evaluation protocol
     features: tuple[str, ...] = ()  # modality specs, see class docstring
-    tokenizer: str = "fusid"  # none | fusid | rqvae | musicrec | precomputed
-    tokenizer_preset: str = ""  # tiger | letter | musicrec | musicrec_wo_* (sets rqvae/musicrec + tasks)
-    precomputed: str = ""  # precomputed tokenizer: catalog.codes key or a path to a code file
-    model: str = "gpt2"  # popular | sasrec | gpt2 | t5 | musicrec_gen
-    sasrec_cf_dim: int = 32  # width of the SASRec embeddings used as z_cf (MusicRec: 32)
-    sasrec_cf_epochs: int = 30  # that SASRec's own epoch budget (the generator's train.epochs is often smaller)
-    device: str = "auto"  # auto | cpu | cuda
+    tokenizer: TokenizerSection = field(default_factory=FusIDConfig)  # item IDs: none | fusid | rqvae | ...
+    model: ModelSection = field(default_factory=GPT2RecConfig)  # recommender: popular | sasrec | gpt2 | ...
+    train: TrainConfig = field(default_factory=TrainConfig)  # the recommender's optimisation settings
+    cf_sasrec: CFSASRecConfig = field(default_factory=CFSASRecConfig)  # z_cf provider for `sasrec` features
+    device: str = "auto"  # auto | cpu | cuda; --device=cpu|cuda also sets every nested device field
     eval_batch_size: int = 256  # histories per recommend() call in the final evaluation
     # Full-ranking metrics on the whole validation split after training (metrics_valid.json). Off halves the
     # final evaluation on large catalogs; early stopping still uses the model's sampled validation users.
     eval_valid: bool = True
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
-    fusid: FusIDConfig = field(default_factory=FusIDConfig)
-    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
-    musicrec: MusicRecConfig = field(default_factory=MusicRecConfig)
-    gpt2: GPT2RecConfig = field(default_factory=GPT2RecConfig)
-    t5: T5RecConfig = field(default_factory=T5RecConfig)
-    musicrec_gen: MusicRecGenConfig = field(default_factory=MusicRecGenConfig)
+
+
+def tokenizer_kind(cfg: RunConfig) -> str:
+    """``none``, ``fusid``, ``rqvae``, ... for ``cfg.tokenizer``."""
+    return TOKENIZER_UNION.kind_of(cfg.tokenizer)
+
+
+def model_kind(cfg: RunConfig) -> str:
+    """``popular``, ``sasrec``, ``gpt2``, ... for ``cfg.model``."""
+    return MODEL_UNION.kind_of(cfg.model)

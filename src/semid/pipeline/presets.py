@@ -1,5 +1,9 @@
 """Named run presets: a description plus dotted overrides on RunConfig's defaults.
 
+Each resolves to a complete typed RunConfig (``resolve``; ``semid config show --preset NAME`` prints it);
+the override rules, and why a preset may only name the sections it selects, are in
+``semid.pipeline.overrides``.
+
 ``semid run --preset quickstart`` is the README's main command: FusID IDs + GPT-2 on the built-in
 MovieLens, sized to finish in a few minutes on a laptop CPU. The ``mql4grec-*`` presets reproduce
 the MusicRec Table 2 setting on amazon-mql4grec/Instruments (pass its path with --data.dataset).
@@ -9,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from semid.config import override
 from semid.errors import ConfigError
 from semid.pipeline.config import RunConfig
+from semid.pipeline.overrides import apply
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,7 @@ _FUSID_ML = {"tokenizer": "fusid", "fusid.pq.n_sub": 4, "fusid.pq.K": 256,
              "fusid.pairs_per_epoch": 40_000}
 # The T5 preset must finish in a few CPU minutes: one target per row, so the encoder-decoder sees each
 # user's last 30 train items with 10-item histories (MovieLens users average ~165 ratings).
-_QUICK_GEN = {**_CPU_GEN, "train.epochs": 8, "train.patience": 2, "data.train_tail": 30,
-              "gpt2.max_history": 10, "t5.max_history": 10}
+_QUICK_GEN = {**_CPU_GEN, "train.epochs": 8, "train.patience": 2, "data.train_tail": 30, "t5.max_history": 10}
 # The README's job: GPT-2 over ALL train positions (~100k targets as ~5k 21-item windows, 32 per step).
 # Validation did not separate this from "last 30 items, 10-item histories" (NDCG@10 0.0191 vs 0.0208,
 # 3 seeds, 610 users); all of the train data is the setting without a CPU shortcut.
@@ -46,8 +49,24 @@ _QUICK_GPT2 = {**_CPU_GEN, "train.epochs": 8, "train.patience": 0, "train.batch_
                "gpt2.objective": "sequence", "gpt2.max_history": 20}
 # MQL4GRec Instruments: the text (LLaMA) and image (CLIP) code tuples are the two modalities.
 _MQL = {"data.dataset": "../shared/data/amazon-mql4grec/Instruments", "data.max_history": 50}
-_MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "musicrec.text_modality": "lemb",
-                 "musicrec.image_modality": "vitemb", "model": "musicrec_gen"}
+_MQL_MUSICREC = {**_MQL, "features": ("cf=sasrec",), "model": "musicrec_gen"}
+
+
+def _tok(name: str, *, text: str, image: str, **fields) -> dict:
+    """Overrides selecting tokenizer preset ``name`` (``semid.tokenizers.presets``) with this dataset's
+    modality names and extra ``fields`` on whichever config it resolves to (RQ-VAE or MusicRec)."""
+    from semid.tokenizers.musicrec import MusicRecConfig
+    from semid.tokenizers.presets import preset
+
+    c = preset(name).tokenizer.config
+    if isinstance(c, MusicRecConfig):
+        section, mods = "musicrec", {"musicrec.text_modality": text, "musicrec.image_modality": image}
+    else:  # one RQ-VAE space: the text modality, or the image one for "w/o T-Sem"
+        section, mods = "rqvae", {"rqvae.modality": image if c.modality == "image" else text}
+    return {"tokenizer_preset": name, **mods, **{f"{section}.{k}": v for k, v in fields.items()}}
+
+
+_MQL_TOK = {"text": "lemb", "image": "vitemb"}
 
 # LC-Rec/LETTER Amazon splits (no item text in the shared copies): FusID fuses item2vec co-occurrence only.
 # GPT-2 trains on all positions of 21-item windows; 64 windows (~400 targets) per step.
@@ -59,9 +78,11 @@ _LCREC = {"data.max_history": 50, "tokenizer": "fusid", "fusid.pairs_per_epoch":
 # CPU-sized like movielens-fusid-t5: each user's last 30 train targets, 10-item histories; tokenizers
 # 100 epochs; SASRec z_cf 20 epochs; MusicRec's 6 tasks take 10 targets per user each.
 _ML_RQ = {**_ML, "model": "musicrec_gen", **_CPU_GEN, "train.epochs": 6, "train.patience": 2,
-          "data.train_tail": 30, "musicrec_gen.t5.max_history": 10, "rqvae.epochs": 100, "musicrec.epochs": 100,
-          "sasrec_cf_epochs": 20, "musicrec.text_modality": "text", "musicrec.image_modality": "genre"}
+          "data.train_tail": 30, "musicrec_gen.t5.max_history": 10, "sasrec_cf_epochs": 20}
+_ML_TOK = {"text": "text", "image": "genre", "epochs": 100}
 _ML_TEXT, _ML_GENRE, _ML_CF = "text=text:title,tags", "genre=multihot:genres", "cf=sasrec"
+_ML_MUSICREC = {**_ML_RQ, "features": (_ML_TEXT, _ML_GENRE, _ML_CF), "train.epochs": 3,
+                "musicrec_gen.max_targets_per_user": 10}
 
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
@@ -77,26 +98,32 @@ PRESETS: dict[str, RunPreset] = {
     "movielens-sasrec": RunPreset("SASRec on built-in MovieLens",
                                   {**_ML, "name": "sasrec", "tokenizer": "none", "model": "sasrec",
                                    "data.max_history": 200, "sasrec.max_len": 200}),
+    # GRU4Rec windows hold stride = max_len / 2 targets each; the batch sizes give ~2,000 targets per step
+    # (RecBole's default of 2,048 one-target examples): 20 windows of 100 here, 80 of 25 on MQL4GRec.
+    "movielens-gru4rec": RunPreset("GRU4Rec on built-in MovieLens (same split as movielens-sasrec)",
+                                   {**_ML, "name": "gru4rec", "tokenizer": "none", "model": "gru4rec",
+                                    "data.max_history": 200, "gru4rec.max_len": 200, "train.batch_size": 20}),
     "movielens-tiger": RunPreset("TIGER (RQ-VAE over title+tags text) + T5, built-in MovieLens",
-                                 {**_ML_RQ, "name": "tiger", "tokenizer_preset": "tiger", "features": (_ML_TEXT,)}),
+                                 {**_ML_RQ, "name": "tiger", **_tok("tiger", **_ML_TOK), "features": (_ML_TEXT,)}),
     "movielens-letter": RunPreset("LETTER (TIGER + SASRec alignment + diversity) + T5, built-in MovieLens",
-                                  {**_ML_RQ, "name": "letter", "tokenizer_preset": "letter",
+                                  {**_ML_RQ, "name": "letter", **_tok("letter", **_ML_TOK),
                                    "features": (_ML_TEXT, _ML_CF)}),
     "movielens-musicrec": RunPreset("MusicRec (title+tags text, genre multi-hot, SASRec alignment, multi-task T5), "
                                     "built-in MovieLens",
-                                    {**_ML_RQ, "name": "musicrec", "tokenizer_preset": "musicrec",
-                                     "features": (_ML_TEXT, _ML_GENRE, _ML_CF), "train.epochs": 3,
-                                     "musicrec_gen.max_targets_per_user": 10}),
+                                    {**_ML_MUSICREC, "name": "musicrec", **_tok("musicrec", **_ML_TOK)}),
     "mql4grec-popular": RunPreset("MostPopular, MQL4GRec Instruments",
                                   {**_MQL, "name": "popular", "tokenizer": "none", "model": "popular"}),
     "mql4grec-sasrec": RunPreset("SASRec, MQL4GRec Instruments",
                                  {**_MQL, "name": "sasrec", "tokenizer": "none", "model": "sasrec"}),
+    "mql4grec-gru4rec": RunPreset("GRU4Rec (all-targets windows, full softmax), MQL4GRec Instruments",
+                                  {**_MQL, "name": "gru4rec", "tokenizer": "none", "model": "gru4rec",
+                                   "train.batch_size": 80}),
     "mql4grec-tiger": RunPreset("TIGER (RQ-VAE over text codes) + T5, MQL4GRec Instruments",
-                                {**_MQL_MUSICREC, "name": "tiger", "tokenizer_preset": "tiger", "features": ()}),
+                                {**_MQL_MUSICREC, "name": "tiger", **_tok("tiger", **_MQL_TOK), "features": ()}),
     "mql4grec-letter": RunPreset("LETTER (TIGER + SASRec alignment) + T5, MQL4GRec Instruments",
-                                 {**_MQL_MUSICREC, "name": "letter", "tokenizer_preset": "letter"}),
+                                 {**_MQL_MUSICREC, "name": "letter", **_tok("letter", **_MQL_TOK)}),
     "mql4grec-musicrec": RunPreset("MusicRec (text+image codes, SASRec alignment, multi-task T5), MQL4GRec Instruments",
-                                   {**_MQL_MUSICREC, "name": "musicrec", "tokenizer_preset": "musicrec"}),
+                                   {**_MQL_MUSICREC, "name": "musicrec", **_tok("musicrec", **_MQL_TOK)}),
     "mql4grec-fusid-gpt2": RunPreset("FusID (text codes, image codes, co-occurrence) + GPT-2, MQL4GRec Instruments",
                                      {**_MQL, "name": "fusid+gpt2", "tokenizer": "fusid", **_GPT2_SEQ}),
     "mql4grec-fusid-t5": RunPreset("FusID (text codes, image codes, co-occurrence) + T5, MQL4GRec Instruments",
@@ -131,8 +158,8 @@ for _ds in ("Instruments", "Games"):
 # 1 target per user per task); early stopping on 256 sampled valid users, and no full valid pass at the end.
 _LCREC_RQ = {"data.max_history": 50, "model": "musicrec_gen", **_CPU_GEN, "train.epochs": 2, "train.patience": 2,
              "data.train_tail": 20, "musicrec_gen.t5.max_history": 10, "musicrec_gen.t5.valid_users": 256,
-             "rqvae.epochs": 100, "musicrec.epochs": 100, "sasrec_cf_epochs": 10, "eval_valid": False,
-             "musicrec.text_modality": "cooc", "musicrec.image_modality": "basket"}
+             "sasrec_cf_epochs": 10, "eval_valid": False}
+_LC_TOK = {"text": "cooc", "image": "basket", "epochs": 100}
 _LC_COOC, _LC_BASKET = "cooc=item2vec", "basket=item2vec:window=50"
 for _ds in ("Instruments", "Games"):
     _d = {"data.dataset": f"../shared/data/amazon-lcrec/{_ds}"}
@@ -143,32 +170,87 @@ for _ds in ("Instruments", "Games"):
                                          "model": "sasrec"})
     PRESETS[f"lcrec-{_ds.lower()}-tiger"] = RunPreset(
         f"TIGER (RQ-VAE over item2vec) + T5 (CPU-sized), amazon-lcrec/{_ds}",
-        {**_LCREC_RQ, **_d, "name": "tiger", "tokenizer_preset": "tiger", "features": (_LC_COOC,)})
+        {**_LCREC_RQ, **_d, "name": "tiger", **_tok("tiger", **_LC_TOK), "features": (_LC_COOC,)})
     PRESETS[f"lcrec-{_ds.lower()}-letter"] = RunPreset(
         f"LETTER (TIGER + SASRec alignment + diversity) + T5 (CPU-sized), amazon-lcrec/{_ds}",
-        {**_LCREC_RQ, **_d, "name": "letter", "tokenizer_preset": "letter", "features": (_LC_COOC, "cf=sasrec")})
+        {**_LCREC_RQ, **_d, "name": "letter", **_tok("letter", **_LC_TOK), "features": (_LC_COOC, "cf=sasrec")})
     PRESETS[f"lcrec-{_ds.lower()}-musicrec"] = RunPreset(
         f"MusicRec (item2vec window 5 and window 50 as the two modalities, SASRec alignment, multi-task T5; "
         f"CPU-sized), amazon-lcrec/{_ds}",
-        {**_LCREC_RQ, **_d, "name": "musicrec", "tokenizer_preset": "musicrec",
+        {**_LCREC_RQ, **_d, "name": "musicrec", **_tok("musicrec", **_LC_TOK),
          "features": (_LC_COOC, _LC_BASKET, "cf=sasrec"), "train.epochs": 1, "musicrec_gen.max_targets_per_user": 1})
 for _abl in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma"):
     PRESETS[f"mql4grec-musicrec-{_abl}"] = RunPreset(
         f"MusicRec Table-3 ablation {_abl}, MQL4GRec Instruments",
-        {**_MQL_MUSICREC, "name": f"musicrec-{_abl}", "tokenizer_preset": f"musicrec_{_abl}"},
+        {**_MQL_MUSICREC, "name": f"musicrec-{_abl}", **_tok(f"musicrec_{_abl}", **_MQL_TOK)},
     )
     PRESETS[f"movielens-musicrec-{_abl}"] = RunPreset(
         f"MusicRec Table-3 ablation {_abl} (text = title+tags, image = genres), built-in MovieLens",
-        {**PRESETS["movielens-musicrec"].overrides, "name": f"musicrec-{_abl}",
-         "tokenizer_preset": f"musicrec_{_abl}"},
+        {**_ML_MUSICREC, "name": f"musicrec-{_abl}", **_tok(f"musicrec_{_abl}", **_ML_TOK)},
     )
 
 
+# Cornell / Yes.com radio playlists (yes_small: 3,168 songs, 41,480 playlists, mean length 4.2). Playlist
+# continuation: 10% of the playlists with >= 2 songs hold out their last min(5, len - 1) songs (half valid,
+# half test); every playlist's remaining songs are train. Research-use data: pass its folder, never copy it.
+_YES = {"data.dataset": "../shared/data/yes-playlists", "data.split": "continuation", "data.holdout": 5,
+        "data.holdout_frac": 0.1, "data.min_history": 1}
+# FusID's three available modalities (no lyrics, no audio): "meta" = title + artist through the text
+# encoder (one metadata text, as the paper), "tags" = Last.fm tag multi-hot (564 songs have none: mask
+# off, a real missing modality), "cooc" = item2vec on the TRAIN playlists only.
+# K and n scaled to 3,168 songs: K=64 centroids (~50 songs each; the paper's K=1024 over 537k songs is
+# ~520 each, and K near N/3 would leave most codes seen a handful of times by GPT-2); n=4 positions give
+# 64^4 = 16.8M tuples, >5,000x the catalog, so raw conflicts come from the quantizer, not from a full space.
+_FUSID_YES = {"tokenizer": "fusid", "features": ("meta=text:title,artist",),
+              "fusid.features.fields": ({"field": "tags", "encoder": "multihot"},),
+              "fusid.pq.n_sub": 4, "fusid.pq.K": 64, "fusid.pairs_per_epoch": 40_000}
+# GPT-2 over all positions of 21-song windows; 8 epochs, best epoch on validation kept (patience 0).
+_YES_GPT2 = {"model": "gpt2", "gpt2.objective": "sequence", "gpt2.max_history": 20, "train.batch_size": 64,
+             "train.epochs": 8, "train.patience": 0, "train.lr": 2e-3, "train.warmup_steps": 100}
+# TIGER / LETTER over the same content: title, artist and tags rendered into one text (their RQ-VAE takes
+# one content embedding); LETTER adds its SASRec alignment (co-occurrence through CF). CPU-sized T5.
+_YES_RQ = {**_YES, "model": "musicrec_gen", **_CPU_GEN, "train.epochs": 6, "train.patience": 2,
+           "musicrec_gen.t5.max_history": 10, "rqvae.epochs": 100, "sasrec_cf_epochs": 20}
+_YES_TEXT = "text=text:title,artist,tags"
+PRESETS.update({
+    "yes-fusid-gpt2": RunPreset("FusID (title+artist text, tag multi-hot, item2vec) + GPT-2, yes-playlists continuation",
+                                {**_YES, "name": "fusid+gpt2", **_FUSID_YES, **_YES_GPT2}),
+    "yes-popular": RunPreset("MostPopular, yes-playlists continuation",
+                             {**_YES, "name": "popular", "tokenizer": "none", "model": "popular"}),
+    "yes-sasrec": RunPreset("SASRec, yes-playlists continuation",
+                            {**_YES, "name": "sasrec", "tokenizer": "none", "model": "sasrec"}),
+    "yes-item2vec-knn": RunPreset("item2vec (train playlists) nearest neighbours of the last song, yes-playlists",
+                                  {**_YES, "name": "item2vec-knn", "tokenizer": "none", "model": "item2vec_knn"}),
+    "yes-tiger": RunPreset("TIGER (RQ-VAE over title+artist+tags text) + T5, yes-playlists continuation",
+                           {**_YES_RQ, "name": "tiger", "tokenizer_preset": "tiger", "features": (_YES_TEXT,)}),
+    "yes-letter": RunPreset("LETTER (TIGER + SASRec alignment + diversity) + T5, yes-playlists continuation",
+                            {**_YES_RQ, "name": "letter", "tokenizer_preset": "letter",
+                             "features": (_YES_TEXT, "cf=sasrec")}),
+})
+# FusID ablations on this data: no regularisation (the paper's alpha = 0 row), no contrastive loss, and each
+# modality removed (open question 2).
+for _name, _desc, _ov in (
+    ("alpha0", "without L_cov + L_var (alpha = 0)", {"fusid.loss.alpha": 0.0}),
+    ("no-contrastive", "without the contrastive loss", {"fusid.loss.contrastive": False}),
+    ("no-meta", "without the title+artist text", {"fusid.modalities": ("tags", "cooc")}),
+    ("no-tags", "without the tag multi-hot", {"fusid.modalities": ("cooc", "meta")}),
+    ("no-cooc", "without item2vec co-occurrence", {"fusid.modalities": ("tags", "meta")}),
+):
+    PRESETS[f"yes-fusid-gpt2-{_name}"] = RunPreset(
+        f"FusID + GPT-2 {_desc}, yes-playlists continuation",
+        {**PRESETS["yes-fusid-gpt2"].overrides, "name": f"fusid+gpt2-{_name}", **_ov})
+
+
 def resolve(name: str | None, overrides: dict | None = None, base: RunConfig | None = None) -> RunConfig:
-    """RunConfig for a preset name (or the base/defaults) with extra dotted overrides applied last."""
+    """The complete RunConfig of a preset name (or of ``base`` / the defaults) with ``overrides`` applied as
+    a second layer (``semid.pipeline.overrides.apply``): a kind the overrides select starts from its defaults,
+    and every other key must name a field of the config the preset resolved to."""
     cfg = base if base is not None else RunConfig()
     if name:
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
-        cfg = override(cfg, PRESETS[name].overrides)
-    return override(cfg, overrides or {})
+        try:
+            cfg = apply(cfg, PRESETS[name].overrides)
+        except ConfigError as e:
+            raise ConfigError(f"preset {name!r}: {e}") from None
+    return apply(cfg, overrides or {})

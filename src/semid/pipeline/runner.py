@@ -1,11 +1,14 @@
 """Run a whole pipeline from a RunConfig into a run directory.
 
-<run_dir>/config.json          resolved RunConfig (every field), so the run is reproducible from it
+<run_dir>/config.json          resolved RunConfig (the sections it uses), so the run is reproducible from it
 <run_dir>/data.json            dataset statistics and split sizes
 <run_dir>/features.json        modality features attached to the catalog
 <run_dir>/tokenizer/           tokenizer artifacts (ids/codes.npy, ids/report.json, weights)
-<run_dir>/model/               trainer checkpoints (ckpt/), train_log.jsonl, train_result.json
+<run_dir>/model/               Recommender.save (config.json + weights/counts), trainer checkpoints (ckpt/),
+                               train_log.jsonl, train_result.json
 <run_dir>/metrics.json         test metrics (+ split, dataset, model); metrics_valid.json likewise
+<run_dir>/per_user_test.npz    per-user HR/NDCG/MRR of the test split (per_user_valid.npz), for `semid compare`
+<run_dir>/manifest.json        SHA-256 of every file above, written last (semid.manifest)
 """
 
 from __future__ import annotations
@@ -19,34 +22,19 @@ from pathlib import Path
 from semid.config import differences, to_dict
 from semid.data import dataset_stats, k_core, leave_one_out, load_dataset, min_length, playlist_continuation
 from semid.data.types import Dataset, Interactions, Split
-from semid.errors import ConfigError
+from semid.errors import ConfigError, DataError
 from semid.eval.evaluator import evaluate, write_metrics
 from semid.io import make_run_dir, read_json, write_json
-from semid.pipeline.config import MODELS, TOKENIZERS, RunConfig
+from semid.manifest import write_manifest
+from semid.pipeline.config import MODELS, TOKENIZERS, RunConfig, model_kind, tokenizer_kind
 from semid.pipeline.features import attach_features
 from semid.tokenizers.ids import conflict_summary
-from semid.train.loop import TrainConfig, seed_everything
+from semid.train import distributed
+from semid.train.loop import seed_everything
 
 log = logging.getLogger(__name__)
-
-
-def _reseed(cfg: RunConfig) -> RunConfig:
-    """Propagate the run seed and device into every component config that has such fields."""
-    changes = {}
-    for f in dataclasses.fields(cfg):
-        sub = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(sub):
-            names = {x.name for x in dataclasses.fields(sub)}
-            upd = {}
-            if "seed" in names:
-                upd["seed"] = cfg.seed
-            if "device" in names and f.name == "train":
-                upd["device"] = cfg.device
-            if "training" in names:  # FusID keeps its optimiser settings in a nested TrainConfig
-                upd["training"] = dataclasses.replace(sub.training, seed=cfg.seed)
-            if upd:
-                changes[f.name] = dataclasses.replace(sub, **upd)
-    return dataclasses.replace(cfg, **changes)
+# Models fitted without the trainer (counts, item2vec): their config.json carries no train section.
+UNTRAINED_MODELS = ("popular", "item2vec_knn")
 
 
 def runtime_environment() -> dict:
@@ -56,13 +44,15 @@ def runtime_environment() -> dict:
     import torch
 
     import semid
+    from semid.threads import runtime_record
 
     return {"semid": semid.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            **runtime_record()}  # thread count's source and the OpenMP wait policy
 
 
 def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
-    ds = load_dataset(cfg.data.dataset)
+    ds = load_dataset(cfg.data.dataset, time_format=cfg.data.time_format, duplicates=cfg.data.duplicates)
     if cfg.data.min_length:
         ds = min_length(ds, cfg.data.min_length)
     if cfg.data.k_core:
@@ -71,11 +61,18 @@ def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
         split = leave_one_out(ds.interactions, max_history=cfg.data.max_history or None)
     elif cfg.data.split == "continuation":
         split = playlist_continuation(ds.interactions, holdout=cfg.data.holdout, frac=cfg.data.holdout_frac,
-                                      seed=cfg.seed)
+                                      seed=cfg.seed, min_history=cfg.data.min_history or None)
     else:
         raise ConfigError(f"data.split={cfg.data.split!r}: use 'loo' or 'continuation'")
     if cfg.data.train_tail < 0:
         raise ConfigError(f"data.train_tail={cfg.data.train_tail}: use 0 (all) or a positive item count")
+    for part in ("valid", "test"):  # fail before training, not after it with all-zero metrics
+        if len(getattr(split, part)) == 0:
+            raise DataError(
+                f"{cfg.data.dataset}: the {split.name} split has no {part} users ({ds.interactions.n_users} "
+                "sequences in all); leave-one-out needs users with at least 3 interactions, continuation "
+                "sequences longer than data.holdout and data.holdout_frac > 0; check `semid data check`"
+            )
     return ds, split
 
 
@@ -91,122 +88,155 @@ def model_train(cfg: RunConfig, train: Interactions) -> Interactions:
 
 
 def _sasrec(cfg: RunConfig, hidden: int | None, run_dir: Path | None):
-    """SASRec as the run's model (hidden=None) or as the z_cf provider (its own width and epochs)."""
+    """SASRec as the run's model (hidden=None) or as the z_cf provider (``cfg.cf_sasrec``; ``hidden`` is kept
+    for callers and must match it). The z_cf SASRec follows the run's progress and resume flags."""
     from semid.models.sasrec import SASRec
 
     if hidden is None:
-        return SASRec(config=cfg.sasrec, train=cfg.train, run_dir=run_dir)
-    # TrainConfig defaults (lr 1e-3, patience 5) with its own epoch budget; seed/device/resume from the run
-    t = cfg.train
-    train = TrainConfig(epochs=cfg.sasrec_cf_epochs, seed=t.seed, device=t.device, bf16=t.bf16, progress=t.progress,
-                        resume=t.resume)
-    return SASRec(config=dataclasses.replace(cfg.sasrec, hidden=hidden), train=train, run_dir=run_dir)
+        return SASRec(config=cfg.model, train=cfg.train, run_dir=run_dir)
+    cf = cfg.cf_sasrec
+    if hidden != cf.sasrec.hidden:
+        raise ConfigError(f"z_cf SASRec width {hidden} != cf_sasrec.sasrec.hidden={cf.sasrec.hidden}")
+    train = dataclasses.replace(cf.train, progress=cf.train.progress and cfg.train.progress, resume=cfg.train.resume)
+    return SASRec(config=cf.sasrec, train=train, run_dir=run_dir)
+
+
+def cf_sasrec_trainer(cfg: RunConfig, run_dir: Path | None, valid):
+    """``sasrec_fn(train, catalog) -> [n_items, d]`` for ``attach_features``: fits ``cfg.cf_sasrec`` on the
+    train split (early stopping on ``valid``) and returns its item embeddings (z_cf)."""
+
+    def sasrec_fn(train, catalog):
+        m = _sasrec(cfg, cfg.cf_sasrec.sasrec.hidden, run_dir).fit(train, catalog, valid)
+        return m.item_embeddings()
+
+    return sasrec_fn
+
+
+def build_features(cfg: RunConfig, ds: Dataset, split: Split, run_dir: Path | None) -> dict:
+    """Attach ``cfg.features`` to ``ds.catalog`` (collaborative ones trained on the train split only; the z_cf
+    SASRec's checkpoints under ``run_dir/cf_sasrec``); the one feature path of ``semid run`` and ``tokenize``."""
+    cf_dir = None if run_dir is None else Path(run_dir) / "cf_sasrec"
+    return attach_features(ds.catalog, split.train, cfg.features, dataset=ds.name, seed=cfg.seed,
+                           sasrec_fn=cf_sasrec_trainer(cfg, cf_dir, split.valid))
+
+
+def uses_cf_sasrec(cfg: RunConfig) -> bool:
+    """Whether a feature spec trains the z_cf SASRec (``name=sasrec``)."""
+    from semid.pipeline.features import parse_spec
+
+    return any(parse_spec(spec)[1] == "sasrec" for spec in cfg.features)
+
+
+def check_modalities(cfg: RunConfig, catalog) -> None:
+    """Fail before fitting when the tokenizer quantises a modality (or aligns to a z_cf) that neither
+    ``cfg.features`` nor the dataset provides, naming the missing keys and the fix."""
+    c = cfg.tokenizer
+    needed = [getattr(c, f) for f in ("modality", "text_modality", "image_modality") if hasattr(c, f)]
+    if getattr(c, "alpha", 0) > 0 or getattr(c, "beta", 0) > 0:
+        needed.append(c.cf_embedding)
+    have = set(catalog.embeddings) | set(catalog.codes)
+    missing = [m for m in needed if m not in have]
+    if missing:
+        raise ConfigError(
+            f"tokenizer {tokenizer_kind(cfg)} needs catalog modalities {missing}, which neither the dataset nor "
+            f"--features={list(cfg.features)} provides (have {sorted(have)}); add feature specs, e.g. "
+            "--features='[\"text=text:title\", \"cf=sasrec\"]', or point the tokenizer at an existing modality"
+        )
 
 
 def build_tokenizer(cfg: RunConfig):
-    """(tokenizer or None, generation tasks or None) for cfg.tokenizer / cfg.tokenizer_preset."""
-    if cfg.tokenizer_preset:
-        from semid.tokenizers.presets import preset
-
-        p = preset(cfg.tokenizer_preset, text=cfg.musicrec.text_modality, image=cfg.musicrec.image_modality,
-                   cf=cfg.musicrec.cf_embedding)
-        base = cfg.rqvae if p.tokenizer.config.__class__ is cfg.rqvae.__class__ else cfg.musicrec
-        # The preset fixes the structure (levels, alpha, modality); the run's config supplies the budget.
-        keep = {"epochs", "batch_size", "lr", "weight_decay", "seed", "hidden", "latent_dim", "n_codes", "tau",
-                "reseed_every", "code_level_decay", "diversity_groups", "diversity_tau"}
-        upd = {k: getattr(base, k) for k in keep if hasattr(p.tokenizer.config, k)}
-        p.tokenizer.config = dataclasses.replace(p.tokenizer.config, **upd)
-        return p.tokenizer, p.tasks
-    name = cfg.tokenizer
-    if name == "none":
-        return None, None
-    if name == "fusid":
+    """(unfitted tokenizer or None, the model's generation tasks or None) for ``cfg.tokenizer``."""
+    c, kind = cfg.tokenizer, tokenizer_kind(cfg)
+    tasks = tuple(cfg.model.tasks) if model_kind(cfg) == "musicrec_gen" else None
+    if kind == "none":
+        return None, tasks
+    if kind == "fusid":
         from semid.tokenizers.fusid import FusID
 
-        return FusID(config=cfg.fusid), None
-    if name == "rqvae":
+        return FusID(config=c), tasks
+    if kind == "rqvae":
         from semid.tokenizers.rqvae import RQVAETokenizer
 
-        return RQVAETokenizer(config=cfg.rqvae), None
-    if name == "musicrec":
+        return RQVAETokenizer(config=c), tasks
+    if kind == "musicrec":
         from semid.tokenizers.musicrec import MusicRecTokenizer
 
-        return MusicRecTokenizer(config=cfg.musicrec), None
-    if name == "precomputed":
+        return MusicRecTokenizer(config=c), tasks
+    if kind == "rqkmeans":
+        from semid.tokenizers.rqkmeans import RQKMeansTokenizer
+
+        return RQKMeansTokenizer(config=c), tasks
+    if kind == "precomputed":
         from semid.tokenizers.precomputed import PrecomputedTokenizer
 
-        if not cfg.precomputed:
-            raise ConfigError("tokenizer=precomputed needs --precomputed=<catalog code name or file>")
-        return PrecomputedTokenizer(source=cfg.precomputed), None
-    raise ConfigError(f"unknown tokenizer {name!r}; valid: {TOKENIZERS}")
+        if not c.source:
+            raise ConfigError("tokenizer=precomputed needs --precomputed.source=<catalog code name or file>")
+        return PrecomputedTokenizer(source=c.source), tasks
+    raise ConfigError(f"tokenizer {kind!r} has no builder; valid: {TOKENIZERS}")
 
 
-def build_model(cfg: RunConfig, tokenizer, tasks, run_dir: Path):
-    name = cfg.model
+def build_model(cfg: RunConfig, tokenizer, tasks=None, run_dir: Path | None = None):
+    """The unfitted recommender of ``cfg.model`` (``tasks``: the generation tasks ``build_tokenizer`` returned;
+    they are the model config's own, so None means the same)."""
+    c, name = cfg.model, model_kind(cfg)
     if name == "popular":
         from semid.models.popular import MostPopular
 
-        return MostPopular()
+        return MostPopular(exclude_history=c.exclude_history)
     if name == "sasrec":
         return _sasrec(cfg, None, run_dir)
+    if name == "gru4rec":
+        from semid.models.gru4rec import GRU4Rec
+
+        return GRU4Rec(config=c, train=cfg.train, run_dir=run_dir)
+    if name == "item2vec_knn":
+        from semid.models.item2vec_knn import Item2VecKNN
+
+        return Item2VecKNN(config=c)
     if tokenizer is None:
         raise ConfigError(f"model {name!r} generates semantic IDs: set --tokenizer (fusid, rqvae, musicrec, ...)")
     if name == "gpt2":
         from semid.models.gpt2rec import GPT2Rec
 
-        return GPT2Rec(tokenizer=tokenizer, config=cfg.gpt2, train=cfg.train, run_dir=run_dir)
+        return GPT2Rec(tokenizer=tokenizer, config=c, train=cfg.train, run_dir=run_dir)
     if name == "t5":
         from semid.models.t5rec import T5Rec
 
-        return T5Rec(tokenizer=tokenizer, config=cfg.t5, train=cfg.train, run_dir=run_dir)
+        return T5Rec(tokenizer=tokenizer, config=c, train=cfg.train, run_dir=run_dir)
     if name == "musicrec_gen":
         from semid.models.musicrec_gen import MusicRecGenerator
 
+        tasks = tuple(c.tasks) if tasks is None else tuple(tasks)
         if hasattr(tokenizer, "text_codes_"):
             spaces = {"text": tokenizer.text_codes_, "image": tokenizer.image_codes_}
         else:
             space = "image" if tasks and all("image" in t for t in tasks) else "text"
             spaces = {space: tokenizer.codes_}
-        gen_cfg = cfg.musicrec_gen if tasks is None else dataclasses.replace(cfg.musicrec_gen, tasks=tuple(tasks))
-        return MusicRecGenerator(spaces=spaces, config=gen_cfg, train=cfg.train, run_dir=run_dir)
-    raise ConfigError(f"unknown model {name!r}; valid: {MODELS}")
-
-
-def torch_module(model):
-    """The nn.Module inside a fitted recommender (None for count-based models)."""
-    for attr in ("model_", "net_"):
-        m = getattr(model, attr, None)
-        if m is not None:
-            return m
-    return None
-
-
-def save_model_weights(model, directory: Path) -> None:
-    """``<directory>/final.safetensors``: the selected (best-validation) weights, restored by ``load_run``."""
-    from safetensors.torch import save_model
-
-    from semid.io import atomic_write
-
-    module = torch_module(model)
-    if module is not None:
-        atomic_write(directory / "final.safetensors", lambda p: save_model(module, str(p)))
+        return MusicRecGenerator(spaces=spaces, config=dataclasses.replace(c, tasks=tasks), train=cfg.train,
+                                 run_dir=run_dir)
+    raise ConfigError(f"model {name!r} has no builder; valid: {MODELS}")
 
 
 def stored_config(cfg: RunConfig) -> dict:
-    """The JSON dict a run writes as ``config.json`` for ``cfg`` (seeds resolved). It never carries the
-    resume flag, so a resumed run's config.json equals the original's; compare against it to tell whether a
-    run directory was made by this config."""
-    cfg = _reseed(cfg)
-    return json.loads(json.dumps(to_dict(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                                                          resume=False)))))
+    """The JSON dict a run writes as ``config.json`` for ``cfg``: exactly the sections it uses (no z_cf
+    SASRec without a ``sasrec`` feature, no trainer for MostPopular / item2vec-kNN) and never the resume
+    flag, so a resumed run's config.json equals the original's; compare against it to tell whether a run
+    directory was made by this config."""
+    d = to_dict(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=False)))
+    if not uses_cf_sasrec(cfg):
+        del d["cf_sasrec"]
+    if model_kind(cfg) in UNTRAINED_MODELS:
+        del d["train"]
+    return json.loads(json.dumps(d))
 
 
 def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         console=None) -> dict:
     """Execute the pipeline; returns {"valid": metrics, "test": metrics, "tokenizer": report | None}."""
+    if distributed.follows():  # torchrun rank > 0: same computation, rank 0 alone writes run_dir
+        return distributed.follow(run, cfg, resume=resume)
     run_dir = make_run_dir(run_dir, overwrite=overwrite, resume=resume)
     resolved = stored_config(cfg)
-    cfg = _reseed(cfg)
     prev = run_dir / "config.json"
     diff = differences(read_json(prev), resolved) if resume and prev.exists() else []
     if diff:
@@ -227,26 +257,24 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     say(f"[bold]data[/] {ds.name}: {stats.get('users')} users, {stats.get('items')} items, "
         f"{stats.get('interactions')} interactions; split {split.name}")
 
-    def sasrec_cf(train, catalog):
-        m = _sasrec(cfg, cfg.sasrec_cf_dim, run_dir / "cf_sasrec").fit(train, catalog, split.valid)
-        return m.item_embeddings()
-
-    feats = attach_features(ds.catalog, split.train, cfg.features, dataset=ds.name, seed=cfg.seed,
-                            sasrec_fn=sasrec_cf)
+    feats = build_features(cfg, ds, split, run_dir)
     write_json(run_dir / "features.json", feats)
 
     tokenizer, tasks = build_tokenizer(cfg)
     report = None
     if tokenizer is not None:
+        check_modalities(cfg, ds.catalog)
         tok_dir = run_dir / "tokenizer"
         if resume and (tok_dir / "ids" / "codes.npy").exists():
             tokenizer = type(tokenizer).load(tok_dir)
         else:
             t1 = time.perf_counter()
-            tokenizer.fit(ds.catalog, split.train)
+            with distributed.local():  # every rank fits the same tokenizer itself (deterministic)
+                tokenizer.fit(ds.catalog, split.train)
             tokenizer.save(tok_dir)
             say(f"[bold]tokenizer[/] {tokenizer.name}: {time.perf_counter() - t1:.1f}s")
         report = tokenizer.report_
+        distributed.check_same(getattr(tokenizer, "codes_", None), "tokenizer codes")
         say(f"  {conflict_summary(report)}, utilisation "
             f"{[round(u, 3) for u in report['codebook_utilization']]}")
 
@@ -254,12 +282,13 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     t2 = time.perf_counter()
     model.fit(model_train(cfg, split.train), ds.catalog, split.valid)
     train_s = time.perf_counter() - t2
-    save_model_weights(model, run_dir / "model")
+    model.save(run_dir / "model")  # Recommender.save; pipeline.restore.load_run reads it back
     out = {"tokenizer": report, "train_seconds": train_s}
     for which, es in (("valid", split.valid), ("test", split.test)):
         if which == "valid" and not cfg.eval_valid:
             continue  # the checkpoint was still chosen on (sampled) validation during training
-        m = evaluate(model, es, batch_size=cfg.eval_batch_size, n_items=ds.catalog.n_items)
+        m = evaluate(model, es, batch_size=cfg.eval_batch_size, n_items=ds.catalog.n_items,
+                     per_user_out=run_dir / f"per_user_{which}.npz")  # for `semid compare`
         out[which] = m
         if which == "test":
             write_metrics(run_dir, m, split=which, dataset=ds.name, model=cfg.name)
@@ -270,6 +299,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     # between thread counts; the summary records what this run used.
     out["environment"] = runtime_environment()
     write_json(run_dir / "summary.json", {"name": cfg.name, "dataset": ds.name, **out})
+    write_manifest(run_dir)  # last: SHA-256 of every artifact, checked by `semid evaluate` / `semid serve`
     log.info("run %s done in %.1fs", cfg.name, out["total_seconds"])
     return out
 

@@ -93,7 +93,8 @@ class ResidualQuantizer(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, L) codes -> (B, D) sum of the chosen codewords."""
-        out = torch.zeros(codes.shape[0], self.dim, dtype=self.levels[0].codebook.dtype)
+        cb = self.levels[0].codebook
+        out = torch.zeros(codes.shape[0], self.dim, dtype=cb.dtype, device=cb.device)
         for level, vq in enumerate(self.levels):
             out = out + vq.decode(codes[:, level])
         return out

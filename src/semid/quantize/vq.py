@@ -81,7 +81,10 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, r: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B,) int64 index of the nearest codeword (squared L2)."""
-        d = r.pow(2).sum(1, keepdim=True) - 2 * r @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]
+        # float32 even under bf16 autocast: bf16 distances tie and flip near-equal codes
+        with torch.autocast(r.device.type, enabled=False):
+            r, cb = r.float(), self.codebook.float()
+            d = r.pow(2).sum(1, keepdim=True) - 2 * r @ cb.t() + cb.pow(2).sum(1)[None]
         return d.argmin(1)
 
     def forward(self, r: torch.Tensor) -> VQOutput:

@@ -24,7 +24,9 @@ from semid.quantize.rq import ResidualQuantizer
 from semid.tokenizers.alignment import CollaborativeAlignment
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.ids import conflict_mask, id_report, resolve_collisions
-from semid.tokenizers.rqvae import cf_features, mlp, modality_features, train_loop
+from semid.tokenizers.modality import cf_features, modality_features
+from semid.tokenizers.rqvae_model import mlp
+from semid.tokenizers.training import autoencoder_train_config, train_autoencoder
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,15 @@ class MusicRecConfig:
     epochs: int = 200  # passes over the catalog
     batch_size: int = 256  # items per step (also the InfoNCE negatives)
     lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 1e-4  # AdamW weight decay
+    weight_decay: float = 1e-4  # AdamW weight decay (matrices and codebooks; biases get none)
+    warmup_steps: int = 0  # linear warmup steps before the cosine decay
+    min_lr_ratio: float = 1.0  # cosine floor as a fraction of lr (1 = constant lr, as the paper)
+    grad_clip: float = 0.0  # max global grad norm (0 = no clipping)
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
-    seed: int = 0  # torch / numpy seed
+    seed: int = 0  # torch / numpy seed (init, batch order, re-seeding)
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps (training only; the fitted model ends on CPU)
+    bf16: bool = False  # bf16 autocast of the MLPs on CUDA (nearest-code search stays float32)
+    compile: bool = False  # torch.compile the training objective (CUDA only)
     code_level_decay: float = 1.0  # code-tuple modalities: level l's one-hot scaled by decay**l (1 = plain)
 
 
@@ -130,12 +138,37 @@ class MusicRecModel(nn.Module):
         self.eval()
         out = self(xt, xi)
         self.train(was)
-        return out.codes_shared.numpy(), out.codes_text.numpy(), out.codes_image.numpy()
+        return out.codes_shared.cpu().numpy(), out.codes_text.cpu().numpy(), out.codes_image.cpu().numpy()
+
+
+class MusicRecObjective(nn.Module):
+    """forward(idx (B,)) -> eq. 9 terms (recon, rq, sem) (+ align, relation, eq. 10-11) and loss (eq. 12) of
+    items ``idx``. x_t (N, D_t), x_i (N, D_i), z_cf (N, d_cf) are non-persistent buffers (they move with it)."""
+
+    def __init__(self, model: MusicRecModel, align: CollaborativeAlignment, xt: torch.Tensor, xi: torch.Tensor,
+                 zcf: torch.Tensor | None):
+        super().__init__()
+        self.model, self.align = model, align
+        self.register_buffer("xt", xt, persistent=False)
+        self.register_buffer("xi", xi, persistent=False)
+        self.register_buffer("zcf", zcf, persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        xt, xi = self.xt[idx], self.xi[idx]
+        out = self.model(xt, xi)
+        terms = semantic_loss(out, xt, xi)
+        loss = terms["sem"]
+        if self.zcf is not None:
+            a = self.align(torch.cat([out.zt_hat, out.zi_hat], -1), self.zcf[idx])  # eq. 10-11
+            terms |= {"align": a["align"], "relation": a["relation"]}
+            loss = loss + a["loss"]  # eq. 12
+        terms["loss"] = loss
+        return terms
 
 
 def semantic_loss(out: MusicRecOutput, xt: torch.Tensor, xi: torch.Tensor) -> dict[str, torch.Tensor]:
     """Eq. 9: L_Sem = ||x_t - x̂_t||^2 + ||x_i - x̂_i||^2 + L_RQ^e + L_RQ^T + L_RQ^I (squared norms, batch mean)."""
-    recon = (out.xt_hat - xt).pow(2).sum(-1).mean() + (out.xi_hat - xi).pow(2).sum(-1).mean()
+    recon = (out.xt_hat.float() - xt).pow(2).sum(-1).mean() + (out.xi_hat.float() - xi).pow(2).sum(-1).mean()
     rq = out.rq_shared + out.rq_text + out.rq_image
     return {"recon": recon, "rq": rq, "sem": recon + rq}
 
@@ -185,31 +218,12 @@ class MusicRecTokenizer(BaseTokenizer):
             beta=c.beta,
             tau=c.tau,
         )
-        params = nn.ModuleDict({"model": self.model, "align": self.align})
-
-        def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = self.model(xt[idx], xi[idx])
-            terms = semantic_loss(out, xt[idx], xi[idx])
-            loss = terms["sem"]
-            if zcf is not None:
-                a = self.align(torch.cat([out.zt_hat, out.zi_hat], -1), zcf[idx])  # eq. 10-11
-                terms |= {"align": a["align"], "relation": a["relation"]}
-                loss = loss + a["loss"]  # eq. 12
-            terms["loss"] = loss
-            return terms
-
-        self.history_, self.n_reseeded_ = train_loop(
-            params,
-            len(xt),
-            step,
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            reseed_every=c.reseed_every,
-            seed=c.seed,
+        objective = MusicRecObjective(self.model, self.align, xt, xi, zcf)
+        self.history_, self.n_reseeded_ = train_autoencoder(
+            objective, len(xt), autoencoder_train_config(c), reseed_every=c.reseed_every,
             reseed=self.model.reseed_dead_codes,
         )
+        objective.cpu()  # codes are computed on the CPU, like every later load / encode
         shared, spec_t, spec_i = self.model.encode(xt, xi)
         self._set_codes(shared, spec_t, spec_i)
         self.report_["n_dead_codes_reseeded"] = self.n_reseeded_

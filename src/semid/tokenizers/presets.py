@@ -48,41 +48,39 @@ class Preset:
     tasks: tuple[str, ...]
 
 
+def _config(cls, fixed: dict, kw: dict):
+    """``cls(**fixed)`` with ``kw`` replacing any of its fields; a name ``cls`` lacks is refused, not dropped."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kw) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no field(s) {unknown}; valid: {sorted(names)}")
+    return cls(**{**fixed, **kw})
+
+
 def tiger(*, text: str = "text", **kw) -> Preset:
-    cfg = RQVAEConfig(modality=text, n_levels=3, alpha=0.0, beta=0.0, collision_digit=True, **kw)
+    cfg = _config(RQVAEConfig, dict(modality=text, n_levels=3, alpha=0.0, beta=0.0, collision_digit=True), kw)
     return Preset("tiger", RQVAETokenizer(config=cfg), (UNI_TEXT,))
 
 
 def letter(*, text: str = "text", cf: str = "cf", alpha: float = 1e-2, diversity: float = 1e-4, **kw) -> Preset:
     # alpha and the diversity weight as LETTER's Instruments tokenizer script (cf 0.01, diversity 1e-4)
-    cfg = RQVAEConfig(
-        modality=text, n_levels=3, alpha=alpha, beta=0.0, cf_embedding=cf, collision_digit=True,
-        diversity=diversity, **kw
-    )
+    cfg = _config(RQVAEConfig, dict(modality=text, n_levels=3, alpha=alpha, beta=0.0, cf_embedding=cf,
+                                     collision_digit=True, diversity=diversity), kw)
     return Preset("letter", RQVAETokenizer(config=cfg), (UNI_TEXT,))
 
 
 def musicrec(
     *, text: str = "text", image: str = "image", cf: str = "cf", tasks=ALL_TASKS, name: str = "musicrec", **kw
 ) -> Preset:
-    cfg = MusicRecConfig(text_modality=text, image_modality=image, cf_embedding=cf, **kw)
+    cfg = _config(MusicRecConfig, dict(text_modality=text, image_modality=image, cf_embedding=cf), kw)
     return Preset(name, MusicRecTokenizer(config=cfg), tuple(tasks))
 
 
 def _single_modality(name: str, modality: str, task: str, cf: str, **kw) -> Preset:
     mr = MusicRecConfig()
-    allowed = {f.name for f in dataclasses.fields(RQVAEConfig)}
-    kw = {k: v for k, v in kw.items() if k in allowed}
-    cfg = RQVAEConfig(
-        modality=modality,
-        n_levels=mr.n_shared + mr.n_specific,
-        alpha=mr.alpha,
-        beta=mr.beta,
-        tau=mr.tau,
-        cf_embedding=cf,
-        collision_digit=False,
-        **kw,
-    )
+    fixed = dict(modality=modality, n_levels=mr.n_shared + mr.n_specific, alpha=mr.alpha, beta=mr.beta, tau=mr.tau,
+                 cf_embedding=cf, collision_digit=False)
+    cfg = _config(RQVAEConfig, fixed, kw)
     return Preset(name, RQVAETokenizer(config=cfg), (task,))
 
 

@@ -1,15 +1,15 @@
 """TIGER's RQ-VAE tokenizer (Rajput et al. 2023) and LETTER's collaborative variant (Wang et al. 2024a).
 
-One modality embedding x (D) -> MLP encoder -> z (32) -> residual quantizer (3 x 256) -> MLP decoder -> x̂.
-L = L_recon + L_RQ (+ alpha L_align + beta L_relation for LETTER, against SASRec z_cf)
-(+ diversity * sum over levels of LETTER's L_div, ``semid.quantize.diversity``). After training
-every item gets its 3 codes plus TIGER's 4th collision digit (``resolve_collisions(always_append=True)``).
+One modality embedding x (D) -> ``RQVAE`` (MLP encoder -> z (32) -> residual quantizer (3 x 256) -> MLP
+decoder -> x̂). L = L_recon + L_RQ (+ alpha L_align + beta L_relation for LETTER, against SASRec z_cf)
+(+ diversity * sum over levels of LETTER's L_div, ``semid.quantize.diversity``), trained by the shared
+Trainer (``semid.tokenizers.training``). After training every item gets its 3 codes plus TIGER's 4th
+collision digit (``resolve_collisions(always_append=True)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from semid.config import from_dict
-from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog, Interactions
 from semid.errors import ConfigError
 from semid.quantize.diversity import balanced_groups, diversity_loss, sample_positives
-from semid.quantize.rq import ResidualQuantizer
 from semid.tokenizers.alignment import CollaborativeAlignment
 from semid.tokenizers.base import BaseTokenizer
+from semid.tokenizers.modality import cf_features, modality_features
+from semid.tokenizers.rqvae_model import RQVAE
+from semid.tokenizers.training import autoencoder_train_config, train_autoencoder
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,15 @@ class RQVAEConfig:
     epochs: int = 200  # passes over the catalog
     batch_size: int = 256  # items per step
     lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 1e-4  # AdamW weight decay
+    weight_decay: float = 1e-4  # AdamW weight decay (matrices and codebooks; biases get none)
+    warmup_steps: int = 0  # linear warmup steps before the cosine decay
+    min_lr_ratio: float = 1.0  # cosine floor as a fraction of lr (1 = constant lr, as TIGER / LETTER)
+    grad_clip: float = 0.0  # max global grad norm (0 = no clipping, as TIGER / LETTER)
     reseed_every: int = 5  # re-seed codes unused over this many epochs (0 = never)
-    seed: int = 0  # torch / numpy seed
+    seed: int = 0  # torch / numpy seed (init, batch order, re-seeding, diversity positives)
+    device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps (training only; the fitted model ends on CPU)
+    bf16: bool = False  # bf16 autocast of the MLPs on CUDA (nearest-code search stays float32)
+    compile: bool = False  # torch.compile the training objective (CUDA only)
     code_level_decay: float = 1.0  # code-tuple modality: level l's one-hot scaled by decay**l (1 = plain)
     diversity: float = 0.0  # weight of LETTER's diversity loss per level (0 = off; LETTER uses 1e-4)
     diversity_groups: int = 10  # balanced codeword groups per level, recomputed every epoch (LETTER: 10)
@@ -61,97 +68,57 @@ class RQVAEConfig:
             )
 
 
-def mlp(widths: list[int]) -> nn.Sequential:
-    """Linear layers of the given widths with ReLU between (none after the last)."""
-    layers: list[nn.Module] = []
-    for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+def build_rqvae(in_dim: int, c: RQVAEConfig) -> RQVAE:
+    return RQVAE(in_dim=in_dim, hidden=c.hidden, latent_dim=c.latent_dim, n_levels=c.n_levels,
+                 n_codes=c.n_codes, mu=c.mu, seed=c.seed)
 
 
-def modality_features(catalog: Catalog, name: str, code_level_decay: float = 1.0) -> np.ndarray:
-    """float32 [N, D] features of modality ``name``: an embedding, or a code tuple as concatenated per-level
-    one-hots with level l scaled by ``code_level_decay**l`` (items without a tuple: zero rows)."""
-    if name in catalog.embeddings:
-        return np.asarray(catalog.embeddings[name], dtype=np.float32)
-    if name in catalog.codes:
-        codes = catalog.codes[name]
-        sizes = catalog.code_sizes.get(name) or [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
-        return codes_to_onehot(codes, sizes, weights=level_decay_weights(code_level_decay, len(sizes)))
-    raise ConfigError(
-        f"modality {name!r} is neither in catalog.embeddings {sorted(catalog.embeddings)} nor in catalog.codes "
-        f"{sorted(catalog.codes)}; set the tokenizer config's modality field to one of them"
-    )
+class RQVAEObjective(nn.Module):
+    """forward(idx (B,)) -> loss terms of items ``idx``: recon, rq (+ align, relation) (+ diversity), loss.
 
+    x (N, D) and z_cf (N, d_cf) are non-persistent buffers, so moving the objective moves the data.
+    LETTER's codeword groups are recomputed at every epoch start (``new_epoch``) and, per level, only once
+    the level's codebook has had its k-means init on the first batch.
+    """
 
-def cf_features(catalog: Catalog, name: str) -> np.ndarray:
-    if name not in catalog.embeddings:
-        raise ConfigError(
-            f"alignment needs collaborative embeddings catalog.embeddings[{name!r}] (e.g. SASRec "
-            f"item_embeddings(), 32-d); have {sorted(catalog.embeddings)}. Add them or set alpha=beta=0"
-        )
-    return np.asarray(catalog.embeddings[name], dtype=np.float32)
-
-
-def train_loop(
-    model: nn.Module,
-    n_items: int,
-    step: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    reseed_every: int,
-    seed: int,
-    reseed: Callable[[], list[int]],
-    on_epoch_start: Callable[[int], None] | None = None,
-) -> tuple[list[dict[str, float]], int]:
-    """Mini-batch AdamW over shuffled item indices. ``step(idx)`` returns a dict with "loss";
-    ``on_epoch_start(epoch)`` runs before each epoch. Returns (per-epoch mean of every term, total dead
-    codes re-seeded)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
-    history, n_reseeded = [], 0
-    model.train()
-    for epoch in range(epochs):
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        perm = torch.from_numpy(rng.permutation(n_items))
-        sums: dict[str, float] = {}
-        n_b = 0
-        for s in range(0, n_items, batch_size):
-            out = step(perm[s : s + batch_size])
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            n_b += 1
-        history.append({k: v / n_b for k, v in sums.items()})
-        if reseed_every and (epoch + 1) % reseed_every == 0 and epoch + 1 < epochs:
-            n_reseeded += int(sum(reseed()))
-    model.eval()
-    return history, n_reseeded
-
-
-class RQVAE(nn.Module):
-    """x (B, D_in) -> z (B, d) -> RQ -> ẑ (B, d) -> x̂ (B, D_in)."""
-
-    def __init__(self, *, in_dim: int, config: RQVAEConfig):
+    def __init__(self, model: RQVAE, align: CollaborativeAlignment, x: torch.Tensor, zcf: torch.Tensor | None,
+                 config: RQVAEConfig):
         super().__init__()
-        c = config
-        self.encoder = mlp([in_dim, *c.hidden, c.latent_dim])
-        self.rq = ResidualQuantizer(
-            n_levels=c.n_levels, n_codes=c.n_codes, dim=c.latent_dim, mu=c.mu, seed=c.seed
-        )
-        self.decoder = mlp([c.latent_dim, *reversed(c.hidden), in_dim])
+        self.model, self.align, self.config = model, align, config
+        self.register_buffer("x", x, persistent=False)
+        self.register_buffer("zcf", zcf, persistent=False)
+        self.groups: list[torch.Tensor | None] = [None] * model.rq.n_levels
+        self.gen = torch.Generator()
 
-    def forward(self, x: torch.Tensor):
-        q = self.rq(self.encoder(x))
-        return self.decoder(q.quantized), q
+    def new_epoch(self, epoch: int) -> None:
+        c = self.config
+        self.groups = [None] * self.model.rq.n_levels
+        self.gen.manual_seed(c.seed * 1_000_003 + epoch + 1)  # per epoch, so a replayed epoch draws the same
+
+    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        xb = self.x[idx]
+        xh, q = self.model(xb)
+        recon = (xh.float() - xb).pow(2).sum(-1).mean()  # ||x - x̂||^2, batch mean
+        out = {"recon": recon, "rq": q.loss}
+        loss = recon + q.loss
+        if self.zcf is not None:
+            a = self.align(q.codeword_sum, self.zcf[idx])
+            out |= {"align": a["align"], "relation": a["relation"]}
+            loss = loss + a["loss"]
+        if c.diversity > 0:
+            div = q.loss.new_zeros(())
+            for lvl, vq in enumerate(self.model.rq.levels):
+                if self.groups[lvl] is None:
+                    self.groups[lvl] = balanced_groups(vq.codebook, c.diversity_groups, seed=c.seed + lvl)
+                codes = q.codes[:, lvl]  # (B,)
+                # groups and the generator live on the CPU: draw there, use on the codes' device
+                pos = sample_positives(codes.cpu(), self.groups[lvl], self.gen).to(codes.device)
+                div = div + diversity_loss(vq.codebook[codes], codes, vq.codebook, pos, tau=c.diversity_tau)
+            out["diversity"] = div
+            loss = loss + c.diversity * div
+        out["loss"] = loss
+        return out
 
 
 class RQVAETokenizer(BaseTokenizer):
@@ -171,75 +138,50 @@ class RQVAETokenizer(BaseTokenizer):
         c = self.config
         torch.manual_seed(c.seed)
         x = torch.from_numpy(modality_features(catalog, c.modality, c.code_level_decay))
-        self.model = RQVAE(in_dim=x.shape[1], config=c)
-        self.align = CollaborativeAlignment(
-            in_dim=c.latent_dim, cf_dim=c.latent_dim, alpha=c.alpha, beta=c.beta, tau=c.tau
-        )
+        self.model = build_rqvae(x.shape[1], c)
         zcf = None
-        if self.align.active:
+        cf_dim = c.latent_dim
+        if c.alpha > 0 or c.beta > 0:
             zcf = torch.from_numpy(cf_features(catalog, c.cf_embedding))
-            self.align = CollaborativeAlignment(
-                in_dim=c.latent_dim, cf_dim=zcf.shape[1], alpha=c.alpha, beta=c.beta, tau=c.tau
-            )
-        params = nn.ModuleDict({"model": self.model, "align": self.align})
-        levels = self.model.rq.levels
-        # LETTER's codeword groups, per level; None = recompute at the next step (every epoch start, and
-        # only once the level's codebook has had its k-means init on the first batch).
-        groups: list[torch.Tensor | None] = [None] * len(levels)
-        gen = torch.Generator().manual_seed(c.seed + 1)
-
-        def new_epoch(epoch: int) -> None:
-            groups[:] = [None] * len(levels)
-
-        def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-            xb = x[idx]
-            xh, q = self.model(xb)
-            recon = (xh - xb).pow(2).sum(-1).mean()  # ||x - x̂||^2, batch mean
-            out = {"recon": recon, "rq": q.loss}
-            loss = recon + q.loss
-            if zcf is not None:
-                a = self.align(q.codeword_sum, zcf[idx])
-                out |= {"align": a["align"], "relation": a["relation"]}
-                loss = loss + a["loss"]
-            if c.diversity > 0:
-                div = q.loss.new_zeros(())
-                for lvl, vq in enumerate(levels):
-                    if groups[lvl] is None:
-                        groups[lvl] = balanced_groups(vq.codebook, c.diversity_groups, seed=c.seed + lvl)
-                    codes = q.codes[:, lvl]  # (B,)
-                    pos = sample_positives(codes, groups[lvl], gen)
-                    div = div + diversity_loss(vq.codebook[codes], codes, vq.codebook, pos, tau=c.diversity_tau)
-                out["diversity"] = div
-                loss = loss + c.diversity * div
-            out["loss"] = loss
-            return out
-
-        self.history_, self.n_reseeded_ = train_loop(
-            params,
-            len(x),
-            step,
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,
-            weight_decay=c.weight_decay,
-            reseed_every=c.reseed_every,
-            seed=c.seed,
-            reseed=self.model.rq.reseed_dead_codes,
-            on_epoch_start=new_epoch,
+            cf_dim = zcf.shape[1]
+        self.align = CollaborativeAlignment(in_dim=c.latent_dim, cf_dim=cf_dim, alpha=c.alpha, beta=c.beta, tau=c.tau)
+        objective = RQVAEObjective(self.model, self.align, x, zcf, c)
+        self.history_, self.n_reseeded_ = train_autoencoder(
+            objective, len(x), autoencoder_train_config(c), reseed_every=c.reseed_every,
+            reseed=self.model.rq.reseed_dead_codes, on_epoch_start=objective.new_epoch,
         )
+        objective.cpu()  # codes are computed on the CPU, exactly as ``transform`` computes them later
+        self.model.eval()
         with torch.no_grad():
-            codes = self.model.rq.encode(self.model.encoder(x)).numpy()
+            codes = self.model.encode(x).numpy()
         self._finalize(codes, self.model.rq.codebook_sizes, always_append=c.collision_digit)
         self.report_["n_dead_codes_reseeded"] = self.n_reseeded_
         self.report_["final_losses"] = self.history_[-1] if self.history_ else {}
         return self
+
+    def transform(self, catalog: Catalog, train: Interactions | None = None) -> np.ndarray:
+        """Raw RQ codes int64 [N, n_levels] (no collision digit) of every item of ``catalog``, built like the
+        fitted one (same modality and width): encoder -> residual quantizer, as at the end of ``fit``."""
+        if self.model is None:
+            raise RuntimeError("RQVAETokenizer is not fitted; call fit(catalog) or load(dir) first")
+        c = self.config
+        x = torch.from_numpy(modality_features(catalog, c.modality, c.code_level_decay))
+        in_dim = self.model.in_dim
+        if x.ndim != 2 or x.shape[1] != in_dim:
+            raise ConfigError(
+                f"rqvae.transform: modality {c.modality!r} has width {x.shape[-1]}, the fitted encoder {in_dim}; "
+                "build the new catalog's features like the fitted one's"
+            )
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.encode(x).numpy().astype(np.int64)
 
     def state_tensors(self) -> dict:
         return {} if self.model is None else dict(self.model.state_dict())
 
     def load_state_tensors(self, tensors: dict) -> None:
         in_dim = tensors["encoder.0.weight"].shape[1]
-        self.model = RQVAE(in_dim=in_dim, config=self.config)
+        self.model = build_rqvae(in_dim, self.config)
         self.model.load_state_dict(tensors)
         self.model.eval()
 

@@ -1,0 +1,212 @@
+"""Slowdown of the main job's stages when another process shares the cores.
+
+Runs each stage of the README's main job (FusID fusion training, FusID product quantisation, one
+GPT-2 training epoch, constrained beam decoding) idle and then with a competing single-thread
+CPU-bound process that this script starts and stops itself, interleaved and repeated, and prints
+time(loaded) / time(idle) per stage. Target: every ratio <= 1.5 with one competitor.
+
+    python benchmarks/bench_contention.py --quick            # ~2-4 minutes on 2 idle cores
+    python benchmarks/bench_contention.py --threads 1        # compare with one intra-op thread
+    python benchmarks/bench_contention.py --omp-wait-policy ACTIVE   # the spinning OpenMP default
+
+The OpenMP wait policy must be fixed before torch loads, so it is applied (``semid.threads``) before
+the first torch import below; ``--omp-wait-policy`` overrides it for this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller stages and one repeat (a few minutes)")
+    ap.add_argument("--repeats", type=int, default=0, help="idle/loaded pairs per stage (0: 1 quick, 2 full)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: semid's policy)")
+    ap.add_argument("--omp-wait-policy", default="", help="PASSIVE | ACTIVE (default: semid's, PASSIVE)")
+    ap.add_argument("--stages", default="fusion,pq,gpt2,decode")
+    ap.add_argument("--competitors", type=int, default=1, help="single-thread load processes")
+    return ap.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.omp_wait_policy:
+    os.environ["OMP_WAIT_POLICY"] = ARGS.omp_wait_policy.upper()
+
+from semid import threads as thread_policy  # noqa: E402
+
+thread_policy.apply_wait_policy()  # before torch loads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SPIN = "import time\nt = time.time()\nwhile time.time() - t < 900:\n    pass\n"  # bounded even if orphaned
+
+
+class Competitors:
+    """``with Competitors(n):`` runs n single-thread busy-loop processes for the block's duration."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.procs = [subprocess.Popen([sys.executable, "-c", SPIN], env=env) for _ in range(self.n)]
+        time.sleep(0.3)  # let them reach the loop
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+
+def stage_fusion(quick: bool):
+    """FusID fusion-network training (item2vec co-occurrence input, amazon-lcrec Instruments), tiny PQ."""
+    import dataclasses
+
+    from semid.data.split import leave_one_out
+    from semid.encoders.features import FeaturesConfig
+    from semid.quantize.kmeans import KMeansConfig
+    from semid.quantize.pq import PQConfig
+    from semid.tokenizers.fusid import FusID, FusIDConfig, _default_training
+    from semid.tokenizers.fusid_pairs import PairConfig
+    from semid.tokenizers.fusion import FusionConfig
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_fusid import load  # no item text offline: co-occurrence only, so no text encoder runs
+
+    ds = load("instruments")
+    split = leave_one_out(ds.interactions)
+    training = dataclasses.replace(_default_training(), epochs=2 if quick else 3, batch_size=512,
+                                   warmup_steps=10, progress=False)
+    cfg = FusIDConfig(
+        features=FeaturesConfig(fields=(), dataset="instruments", use_codes=False),
+        fusion=FusionConfig(hidden=512 if quick else 1024),
+        pq=PQConfig(n_sub=3, K=8, kmeans=KMeansConfig(n_iter=5)),
+        training=training,
+        pairs=PairConfig(window=5, min_count=2),
+        pairs_per_epoch=4096 if quick else 8192,
+    )
+    FusID(config=cfg).fit(ds.catalog, split.train)  # warm the feature cache: timed runs are training
+
+    def run() -> float:
+        tok = FusID(config=cfg).fit(ds.catalog, split.train)
+        return float(tok.report_["seconds"]["train"])
+
+    return run
+
+
+def stage_pq(quick: bool):
+    """FusID's product quantiser (n=5 sub-spaces) on synthetic clustered 640-d embeddings."""
+    from semid.quantize.pq import ProductQuantizer
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_fusid import clustered
+
+    n, k = (10_000, 256) if quick else (20_000, 1024)
+    x = clustered(n, 640, 2048, 1.0, 0)
+
+    def run() -> float:
+        t = time.perf_counter()
+        ProductQuantizer(5, k).fit(x)
+        return time.perf_counter() - t
+
+    return run
+
+
+def _gpt2(n_items: int, seed: int = 0):
+    from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig
+    from semid.train.loop import TrainConfig
+
+    rng = np.random.default_rng(seed)
+    codes = np.unique(rng.integers(0, 64, size=(n_items * 2, 3)), axis=0)[:n_items]
+    codes = codes[rng.permutation(len(codes))]
+    tcfg = TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=10, progress=False, device="cpu",
+                       patience=0)
+    cfg = GPT2RecConfig(n_layer=2, n_embd=128, n_head=4, max_history=20, dropout=0.1, beam=20)
+    return GPT2Rec(codes=codes, codebook_sizes=[64] * 3, train=tcfg, config=cfg)
+
+
+def stage_gpt2(quick: bool):
+    """One GPT-2 (2 x 128, all-position objective) training epoch on MovieLens with random 3 x 64 codes."""
+    from semid.data.registry import load_dataset
+    from semid.data.split import leave_one_out
+    from semid.data.types import Interactions
+
+    ds = load_dataset("movielens")
+    split = leave_one_out(ds.interactions, max_history=50)
+    tail = 10 if quick else 40
+    train = Interactions.from_lists([s[-tail:] for s in split.train.to_lists()])
+
+    def run() -> float:
+        rec = _gpt2(ds.catalog.n_items)
+        t = time.perf_counter()
+        rec.fit(train, ds.catalog, None)
+        return time.perf_counter() - t
+
+    return run
+
+
+def stage_decode(quick: bool):
+    """Constrained beam search (beam 20, top-10) of a GPT-2 2 x 128 over 5,000 items, batches of 32."""
+    from semid.decoding import beam_search
+    from semid.models.gpt2rec import GPT2Step
+
+    rec = _gpt2(5000).init_model()
+    rng = np.random.default_rng(1)
+    users = 64 if quick else 192
+    hists = [rng.integers(0, 5000, size=rng.integers(1, 21)) for _ in range(users)]
+    batches = [rec.encode_histories(hists[s : s + 32]) for s in range(0, users, 32)]
+
+    def run() -> float:
+        t = time.perf_counter()
+        with torch.no_grad():
+            for b in batches:
+                beam_search(GPT2Step(rec.model_), b, rec.index_, beam=20, k=10)
+        return time.perf_counter() - t
+
+    return run
+
+
+STAGES = {"fusion": stage_fusion, "pq": stage_pq, "gpt2": stage_gpt2, "decode": stage_decode}
+
+
+def main(args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its competitors
+    n_threads = thread_policy.apply(args.threads)
+    repeats = args.repeats or (1 if args.quick else 2)
+    print(f"threads={n_threads} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} cores={os.cpu_count()} "
+          f"load average at start {os.getloadavg()[0]:.1f}; competitors={args.competitors} x 1 thread; "
+          f"repeats={repeats}{' (quick)' if args.quick else ''}", flush=True)
+    print(f"{'stage':8s} {'idle_s':>8s} {'loaded_s':>9s} {'ratio':>6s}  target <= 1.5", flush=True)
+    worst = 0.0
+    for name in args.stages.split(","):
+        run = STAGES[name](args.quick)
+        run()  # warm-up (allocator, caches, lazy imports), not timed
+        idle, loaded = [], []
+        for _ in range(repeats):
+            idle.append(run())
+            with Competitors(args.competitors):
+                loaded.append(run())
+        ratio = float(np.median(np.array(loaded) / np.array(idle)))
+        worst = max(worst, ratio)
+        print(f"{name:8s} {np.median(idle):8.2f} {np.median(loaded):9.2f} {ratio:6.2f}"
+              f"{'' if ratio <= 1.5 else '  MISSED'}", flush=True)
+    print(f"worst ratio {worst:.2f}; load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main(ARGS)

@@ -1,0 +1,173 @@
+"""How tokenizer costs grow with the catalog: 100k, 1M, 3M items, FusID PQ (n=5, K=1024), RQ-KMeans, RQ-VAE.
+
+Catalog: clustered synthetic embeddings with a stated spectrum, D=80: 4,096 cluster centres drawn from
+N(0, diag(j^-1)), j = 1..D (a power-law spectrum like text-encoder embeddings), each item = a centre
+(Zipf-distributed cluster sizes, exponent 1) + N(0, 0.25 * diag(j^-1)) noise, float32. Every input is
+distinct, so every shared code tuple is a real conflict.
+
+Per (method, size), in a fresh subprocess (so peak RSS is its own): fit time (k-means on at most
+``--fit-sample`` items: the mini-batch regime that keeps memory bounded at millions; RQ-VAE trains
+``--rqvae-epochs`` epochs on at most ``--fit-sample`` items), encode throughput over the whole catalog,
+peak RSS (resource.ru_maxrss), raw conflict rate (items whose raw tuple another item shares),
+codebook utilisation per level, prefix index build time and memory (``PrefixIndex.nbytes``) over the
+unique IDs (raw tuple + disambiguation digit).
+
+    python benchmarks/bench_scale.py --sizes 100000                   # what fits a loaded 2-core machine
+    python benchmarks/bench_scale.py --sizes 100000 1000000 3000000   # the full table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+D, N_CENTRES = 80, 4096
+
+
+def catalog(n: int, seed: int = 0) -> np.ndarray:
+    """float32 [n, D] clustered embeddings (see the module docstring), generated in blocks."""
+    rng = np.random.default_rng(seed)
+    scale = (1.0 / np.arange(1, D + 1)) ** 0.5
+    centres = (rng.standard_normal((N_CENTRES, D)) * scale).astype(np.float32)
+    p = 1.0 / np.arange(1, N_CENTRES + 1)
+    which = rng.choice(N_CENTRES, size=n, p=p / p.sum())
+    x = np.empty((n, D), dtype=np.float32)
+    for a in range(0, n, 1 << 18):
+        b = min(n, a + (1 << 18))
+        x[a:b] = centres[which[a:b]] + (0.5 * rng.standard_normal((b - a, D)) * scale).astype(np.float32)
+    return x
+
+
+def conflict_rate(codes: np.ndarray) -> float:
+    """Fraction of items whose raw code tuple at least one other item shares."""
+    _, inv, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inv.reshape(-1)] > 1).mean())
+
+
+def with_digit(codes: np.ndarray) -> np.ndarray:
+    """Raw tuples + a disambiguation digit (rank among the items sharing the tuple): unique IDs."""
+    _, inv = np.unique(codes, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind="stable")
+    s = inv[order]
+    start = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[order] = np.arange(len(s)) - np.repeat(start, np.diff(np.r_[start, len(s)]))
+    return np.concatenate([codes, rank[:, None]], axis=1)
+
+
+def _fit_encode(method: str, x: np.ndarray, args) -> tuple[np.ndarray, list[int], float, float]:
+    """(raw codes [N, L], codebook sizes, fit seconds, encode seconds)."""
+    from semid.quantize.kmeans import KMeans, KMeansConfig
+
+    rng = np.random.default_rng(1)
+    sample = x[np.sort(rng.choice(len(x), min(len(x), args.fit_sample), replace=False))]
+    km = KMeansConfig(n_iter=args.kmeans_iter, seed=0)
+    if method == "fusid_pq":
+        from semid.quantize.pq import ProductQuantizer
+
+        t = time.perf_counter()
+        pq = ProductQuantizer(5, 1024, kmeans=km).fit(sample)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        codes = np.concatenate([pq.encode(x[a : a + 65536]) for a in range(0, len(x), 65536)])
+        return codes, [1024] * 5, fit_s, time.perf_counter() - t
+    if method == "rqkmeans":
+        sizes = [256, 256, 256]
+        t = time.perf_counter()
+        r, cents = sample.copy(), []
+        for lvl, k in enumerate(sizes):
+            m = KMeans(k, config=KMeansConfig(n_iter=args.kmeans_iter, seed=97 * lvl)).fit(r)
+            cents.append(m)
+            r -= np.asarray(m.centroids_, dtype=np.float32)[m.predict(r)]
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        out = []
+        for a in range(0, len(x), 65536):
+            r = x[a : a + 65536].copy()
+            cols = []
+            for m in cents:
+                c = m.predict(r)
+                cols.append(c)
+                r -= np.asarray(m.centroids_, dtype=np.float32)[c]
+            out.append(np.stack(cols, axis=1))
+        return np.concatenate(out), sizes, fit_s, time.perf_counter() - t
+    if method == "rqvae":
+        from semid.data.types import Catalog
+        from semid.tokenizers.rqvae import RQVAEConfig, RQVAETokenizer
+
+        cfg = RQVAEConfig(epochs=args.rqvae_epochs, batch_size=1024, device="cpu", collision_digit=False)
+        cat = Catalog(item_ids=np.arange(len(sample)).astype(str), embeddings={"text": sample})
+        t = time.perf_counter()
+        tok = RQVAETokenizer(config=cfg).fit(cat)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        out = []
+        for a in range(0, len(x), 65536):
+            part = x[a : a + 65536]
+            out.append(tok.transform(Catalog(item_ids=np.arange(len(part)).astype(str), embeddings={"text": part})))
+        return np.concatenate(out)[:, : cfg.n_levels], [cfg.n_codes] * cfg.n_levels, fit_s, time.perf_counter() - t
+    raise SystemExit(f"unknown method {method!r}")
+
+
+def worker(method: str, n: int, args) -> dict:
+    from semid.decoding.prefix_index import PrefixIndex
+    from semid.models.vocab import SemanticVocab
+
+    x = catalog(n)
+    codes, sizes, fit_s, enc_s = _fit_encode(method, x, args)
+    rss_tok = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss is KiB on Linux)
+    uniq = with_digit(codes)
+    t = time.perf_counter()
+    vocab = SemanticVocab.for_items([*sizes, int(uniq[:, -1].max()) + 1])
+    index = PrefixIndex.from_codes(vocab.item_tokens("item", uniq))
+    index_s = time.perf_counter() - t
+    return {"method": method, "n_items": n, "fit_s": round(fit_s, 1), "encode_items_per_s": round(n / enc_s),
+            "peak_rss_gib": round(rss_tok, 2),
+            "raw_conflict_rate": conflict_rate(codes),
+            "utilisation": [round(len(np.unique(codes[:, j])) / sizes[j], 3) for j in range(codes.shape[1])],
+            "max_digit": int(uniq[:, -1].max()), "index_build_s": round(index_s, 2),
+            "index_mib": round(index.nbytes() / 2**20, 1),
+            "peak_rss_with_index_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--methods", nargs="+", default=["fusid_pq", "rqkmeans", "rqvae"])
+    ap.add_argument("--fit-sample", type=int, default=262_144, help="items k-means / RQ-VAE fit on")
+    ap.add_argument("--kmeans-iter", type=int, default=10)
+    ap.add_argument("--rqvae-epochs", type=int, default=3)
+    ap.add_argument("--out", default="", help="also write the rows as JSON lines here")
+    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args)))
+        return
+    rows = []
+    for n in args.sizes:
+        for m in args.methods:
+            cmd = [sys.executable, __file__, "--worker", m, str(n), "--fit-sample", str(args.fit_sample),
+                   "--kmeans-iter", str(args.kmeans_iter), "--rqvae-epochs", str(args.rqvae_epochs)]
+            t = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                print(f"{m} @ {n}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["wall_s"] = round(time.perf_counter() - t, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+if __name__ == "__main__":
+    main()

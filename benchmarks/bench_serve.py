@@ -1,0 +1,227 @@
+"""Load test of `semid serve`: served throughput and latency vs offline batched decoding, same run, same beam.
+
+Trains a tiny GPT-2 (seconds) on the built-in MovieLens with random unique codes (L levels of K codes:
+decoding cost depends on the shapes, not on what the codes mean), starts `semid serve` on 127.0.0.1 in a
+subprocess, and drives 1 / 8 / 32 / 64 concurrent keep-alive clients (one asyncio process, a minimal
+HTTP/1.1 client so the load generator costs little CPU) for ``--seconds`` each, with real histories from
+the test split. Prints req/s, p50 / p90 / p99, errors, the server's RSS (start / end of each level, peak),
+and the ratio of served req/s to offline ``recommend`` users/s at the same beam and batch size, measured
+in this run. Every socket goes to 127.0.0.1; every loop is bounded by time or count.
+
+    python benchmarks/bench_serve.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MiB, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        fields[k] = v.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def train_run(run_dir: Path, args) -> None:
+    """A finished semid run: MovieLens, random unique codes [n_items, L] in [0, K), a small GPT-2."""
+    from semid.data.registry import load_dataset
+    from semid.io import save_npy
+    from semid.pipeline.presets import resolve
+    from semid.pipeline.runner import run
+
+    n = load_dataset("movielens").catalog.n_items
+    rng = np.random.default_rng(0)
+    codes = np.unique(rng.integers(0, args.K, size=(int(n * 1.3) + 64, args.L)), axis=0)
+    if len(codes) < n:
+        raise SystemExit(f"K={args.K}, L={args.L} give only {len(codes)} unique codes for {n} items")
+    codes_path = save_npy(run_dir.parent / "codes.npy", codes[rng.permutation(len(codes))[:n]])
+    cfg = resolve(None, {"data.dataset": "movielens", "data.train_tail": 50, "tokenizer": "precomputed",
+                         "precomputed.source": str(codes_path), "model": "gpt2", "name": "bench-serve",
+                         "gpt2.n_layer": 2, "gpt2.n_embd": 64, "gpt2.beam": args.beam, "gpt2.valid_beam": 5,
+                         "gpt2.valid_users": 64, "gpt2.max_history": 20, "train.epochs": 1,
+                         "train.batch_size": 64, "train.progress": False, "train.device": "cpu",
+                         "eval_valid": False})
+    run(cfg, run_dir)
+
+
+async def request(reader, writer, body: bytes) -> tuple[int, bytes]:
+    """One POST /recommend on a keep-alive connection -> (status, body)."""
+    writer.write(b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next(int(x.split(":", 1)[1]) for x in lines[1:] if x.lower().startswith("content-length:"))
+    return status, await reader.readexactly(length)
+
+
+async def drive(port: int, bodies: list[bytes], clients: int, seconds: float, k: int) -> dict:
+    """``clients`` connections, each sending requests back to back until ``seconds`` pass."""
+    lat: list[float] = []
+    errors = 0
+    t_end = time.perf_counter() + seconds
+
+    async def client(c: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(HOST, port)
+        i = c
+        try:
+            while time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                try:
+                    status, out = await asyncio.wait_for(request(reader, writer, bodies[i % len(bodies)]), 60)
+                    ok = status == 200 and len(json.loads(out)["items"]) == k
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                    ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+                i += clients
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(clients)))
+    wall = time.perf_counter() - t0
+    q = np.percentile(np.asarray(lat) * 1e3, [50, 90, 99]) if lat else [float("nan")] * 3
+    return {"clients": clients, "requests": len(lat), "rps": len(lat) / wall, "p50": q[0], "p90": q[1],
+            "p99": q[2], "errors": errors}
+
+
+class Offline:
+    """Offline batched decoding of the test histories (exclude_seen masks, like the server), same beam."""
+
+    def __init__(self, run_dir: Path, hists: list[np.ndarray], beam: int, k: int, batch: int, threads: int):
+        import dataclasses
+
+        import torch
+
+        from semid.pipeline.restore import load_run
+
+        torch.set_num_threads(threads)
+        self.model = load_run(run_dir).model
+        self.model.config = dataclasses.replace(self.model.config, eval_batch_size=batch)
+        self.hists, self.beam, self.k, self.batch = hists, beam, k, batch
+        self.users_per_s(0.0)  # warm-up: one batch
+
+    def users_per_s(self, seconds: float) -> float:
+        """Batches of ``batch`` histories back to back for ``seconds`` (at least one batch)."""
+        n, s, t0 = 0, 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < seconds:
+            h = self.hists[s : s + self.batch] or self.hists[: self.batch]
+            self.model.recommend(h, self.k, beam=self.beam, exclude=h)
+            n, s = n + len(h), (s + self.batch) % len(self.hists)
+        return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrency level")
+    ap.add_argument("--levels", default="1,8,32,64")
+    ap.add_argument("--K", type=int, default=16, help="codes per level")
+    ap.add_argument("--L", type=int, default=4, help="code levels")
+    ap.add_argument("--beam", type=int, default=10)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, server and offline alike (on a shared "
+                    "machine 2 OpenMP threads per process oversubscribe the cores and run many times slower)")
+    ap.add_argument("--run-dir", type=Path, default=None, help="reuse a run trained by an earlier call")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
+    run_dir = args.run_dir or tmp / "run"
+    if not (run_dir / "metrics.json").is_file():  # a finished run writes its metrics last
+        t0 = time.perf_counter()
+        train_run(run_dir, args)
+        print(f"trained the tiny run in {time.perf_counter() - t0:.1f} s -> {run_dir}")
+
+    from semid.pipeline.restore import load_run
+
+    loaded = load_run(run_dir)
+    test = loaded.split.test
+    ids = loaded.dataset.catalog.item_ids
+    hists = [test.histories.seq(u) for u in range(len(test))]
+    bodies = [json.dumps({"history": ids[h].tolist(), "k": args.k}).encode() for h in hists]
+    del loaded
+    beam = max(args.beam, args.k)
+    offline = Offline(run_dir, hists, beam, args.k, args.max_batch, args.threads)
+    off_before = offline.users_per_s(args.seconds)
+    print(f"offline batched recommend before serving: {off_before:.1f} users/s "
+          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "SEMID_NO_PROGRESS": "1"}
+    env.pop("SEMID_API_KEY", None)
+    cmd = [sys.executable, "-m", "semid.cli.main", "serve", str(run_dir), "--host", HOST, "--port", str(port),
+           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--no-access-log"]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.perf_counter() + 120
+        while True:  # bounded wait for the port
+            if server.poll() is not None:
+                raise SystemExit(f"server exited: {server.stderr.read().decode()[-2000:]}")
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if time.perf_counter() > deadline:
+                    raise SystemExit("server did not start within 120 s") from None
+                time.sleep(0.5)
+        asyncio.run(drive(port, bodies[:64], 4, 2.0, args.k))  # warm-up
+        rows = []
+        for c in levels:
+            rss0, _ = rss_mb(server.pid)
+            res = asyncio.run(drive(port, bodies, c, args.seconds, args.k))
+            res["rss0"], (res["rss1"], res["peak"]) = rss0, rss_mb(server.pid)
+            rows.append(res)
+            res["load"] = os.getloadavg()[0]
+            print(f"clients {c:3d}: {res['rps']:7.1f} req/s  p50 {res['p50']:7.1f} ms  p90 {res['p90']:7.1f} ms  "
+                  f"p99 {res['p99']:7.1f} ms  errors {res['errors']}/{res['requests']}  "
+                  f"RSS {res['rss0']:.0f} -> {res['rss1']:.0f} MiB (peak {res['peak']:.0f})  load {res['load']:.1f}",
+                  flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    off_after = offline.users_per_s(args.seconds)
+    off = (off_before + off_after) / 2
+    print(f"offline batched recommend (batch {args.max_batch}, beam {beam}, {args.threads} threads): "
+          f"{off_before:.1f} users/s before, {off_after:.1f} after serving (load average "
+          f"{os.getloadavg()[0]:.1f}); ratios use their mean {off:.1f}")
+    for r in rows:
+        print(f"clients {r['clients']:3d}: served / offline = {r['rps'] / off:.2f}   "
+              f"p99 / p50 = {r['p99'] / r['p50']:.1f}")
+    print(f"model: GPT-2 2x64, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms; {args.seconds:g} s per level")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Bounded-memory loading of parquet interaction tables: record batches in, CSR ``Interactions`` out.
+
+``semid.data.tables.load_table`` reads a whole table and turns its id columns into Python lists, which
+for 10M interactions costs several GB. Here the file is read twice in record batches
+(``pyarrow.dataset``): pass 1 assigns user / item codes (first appearance order, as ``load_table``)
+and counts each user's interactions, so the CSR offsets are known; pass 2 writes every row's item code
+straight into its final slot of the ``items`` array. Rows keep their file order within a user; when the
+file is not already in time order within every user, the timestamps are kept beside the items (8 bytes a
+row) and each user's slice is stably sorted by time, in blocks of users so the sort's scratch stays small.
+Peak memory is the result plus one batch, plus the timestamp column when a sort is needed. The result
+equals ``load_table``'s on the same data (same user / item order, same ties).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from semid.data.types import Catalog, Interactions
+from semid.errors import DataError
+
+log = logging.getLogger(__name__)
+BATCH_ROWS = 1 << 14  # rows per record batch (~2 MB of temporaries each)
+SORT_BLOCK = 1 << 18  # rows per block of users sorted together (bounds the argsort scratch)
+
+
+def _batches(path: Path, columns: list[str], batch_rows: int):
+    """(row count, iterator of record batches of ``columns``); one row group is decoded at a time."""
+    import pyarrow.parquet as pq
+
+    try:
+        f = pq.ParquetFile(str(path))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: cannot read the interaction table ({e})") from None
+    names = f.schema_arrow.names
+    for c in columns:
+        if c not in names:
+            raise DataError(f"{path}: no column {c!r}; columns are {names}. Pass the right name")
+    return f.metadata.num_rows, f.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+
+
+class _Codes:
+    """Incremental first-appearance codes of string ids, fed one record batch at a time."""
+
+    def __init__(self, path: Path, column: str, fixed: dict[str, int] | None = None):
+        self.path, self.column = path, column
+        self.codes: dict[str, int] = {} if fixed is None else fixed
+        self.grow = fixed is None  # False: an item table fixed the codes; unknown ids get -1
+
+    def encode(self, arr: pa.Array, row0: int) -> np.ndarray:
+        """int64 [rows] codes of one batch column (rows from ``row0`` of the file, for error messages)."""
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        if arr.null_count:
+            bad = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"{self.path}: column {self.column!r} is empty at row {row0 + bad + 1} "
+                            f"({arr.null_count} empty in this part of the file); every row needs an id")
+        enc = pc.dictionary_encode(arr)
+        values = enc.dictionary.to_pylist()  # this batch's distinct ids, first appearance order
+        if "" in values:
+            bad = int(np.flatnonzero(enc.indices.to_numpy() == values.index(""))[0])
+            raise DataError(f"{self.path}: column {self.column!r} is an empty string at row {row0 + bad + 1}; "
+                            "every row needs an id")
+        if self.grow:
+            lut = np.fromiter((self.codes.setdefault(v, len(self.codes)) for v in values), np.int64, len(values))
+        else:
+            lut = np.fromiter((self.codes.get(v, -1) for v in values), np.int64, len(values))
+        return lut[enc.indices.to_numpy()]
+
+
+def stream_interactions(
+    path: str | Path,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: str | None = "timestamp",
+    time_format: str = "",
+    catalog: Catalog | None = None,
+    strict: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    progress: bool = True,
+) -> tuple[Interactions, Catalog]:
+    """(Interactions, Catalog) of a parquet interaction table, read in record batches.
+
+    ``catalog``: the item table's catalog (items absent from it are dropped with a logged count, or an
+    error when ``strict``); None builds one from the items in first appearance order. ``time_col``: sort
+    key within a user (absent "timestamp" = file order). Same semantics as ``tables.load_table``.
+    """
+    from semid.data.tables import read_times
+    from semid.progress import progress_bar
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise DataError(f"{path}: interaction table not found; pass the path of an existing .parquet file")
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(str(path)).schema_arrow.names
+    if time_col is not None and time_col != "timestamp" and time_col not in names:
+        raise DataError(f"{path}: no column {time_col!r} (time_col); columns are {names}")
+    tcol = time_col if time_col is not None and time_col in names else None
+    users = _Codes(path, user_col)
+    items = _Codes(path, item_col, None if catalog is None else catalog.index_of())
+
+    # Pass 1: user / item codes and per-user counts (users first seen on a dropped row are not coded).
+    n_rows, it = _batches(path, [user_col, item_col], batch_rows)
+    counts = np.zeros(1024, dtype=np.int64)
+    row0, n_missing, missing_ex = 0, 0, []
+    with progress_bar(f"read {path.name} (1/2)", total=n_rows, enabled=progress) as tick:
+        for b in it:
+            _, uc, keep = _codes(b, users, items, row0)
+            if not keep.all():
+                n_missing += int((~keep).sum())
+                if len(missing_ex) < 5:
+                    missing_ex += b.column(1).filter(pa.array(~keep)).to_pylist()[: 5 - len(missing_ex)]
+            if len(users.codes) > len(counts):
+                counts = np.concatenate([counts, np.zeros(max(len(counts), len(users.codes)), np.int64)])
+            counts += np.bincount(uc, minlength=len(counts))
+            row0 += b.num_rows
+            tick(b.num_rows)
+    if n_missing:
+        msg = (f"{path}: {n_missing} interactions (e.g. {missing_ex}) reference items absent from the item table")
+        if strict:
+            raise DataError(msg + "; add them to the item table or pass strict=False to drop them")
+        log.warning("%s; dropped them", msg)
+    n_users = len(users.codes)
+    counts = counts[:n_users]
+    offsets = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if n_users == 0:
+        raise DataError(f"{path}: no interactions left to load; check the file and the item table")
+
+    # Pass 2: each row's item code into its final slot; timestamps only while the file is out of order.
+    out = np.empty(int(offsets[-1]), dtype=np.int64)
+    fill = offsets[:-1].copy()  # next free slot per user
+    ts: np.ndarray | None = None
+    last: np.ndarray | None = None  # last timestamp seen per user (order check)
+    in_order, ts_dtype = True, None
+    cols = [user_col, item_col] + ([tcol] if tcol else [])
+    _, it = _batches(path, cols, batch_rows)
+    row0 = 0
+    with progress_bar(f"read {path.name} (2/2)", total=n_rows, enabled=progress) as tick:
+        for b in it:
+            ic, uc, keep = _codes(b, users, items, row0)
+            row0 += b.num_rows
+            tick(b.num_rows)
+            if not len(uc):
+                continue
+            slots, order, su, start = _slots(uc, fill)
+            out[slots] = ic
+            if tcol and in_order:
+                t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+                if last is None:
+                    low = np.iinfo(t.dtype).min if np.issubdtype(t.dtype, np.integer) else -np.inf
+                    last = np.full(n_users, low, dtype=t.dtype)
+                # Still non-decreasing within every user, this batch included? Else a third pass sorts.
+                st = t[order]  # grouped by user, file order within a user
+                down = st[1:] < st[:-1]
+                down[start[1:] - 1] = False  # across two users: no constraint
+                ends = np.r_[start[1:] - 1, len(su) - 1]
+                if down.any() or (st[start] < last[su[start]]).any():
+                    in_order, ts_dtype = False, t.dtype
+                else:
+                    last[su[ends]] = st[ends]
+    if not in_order:
+        ts = np.empty(len(out), dtype=ts_dtype)
+        _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress)
+        _sort_segments(out, ts, offsets)
+        del ts
+    inter = Interactions(offsets=offsets, items=out, user_ids=np.array(list(users.codes), dtype=str))
+    if catalog is None:
+        catalog = Catalog(item_ids=np.array(list(items.codes), dtype=str))
+    return inter, catalog
+
+
+def _codes(b: pa.RecordBatch, users: _Codes, items: _Codes, row0: int):
+    """(item codes, user codes, kept-row mask) of one batch; rows whose item the catalog lacks are dropped."""
+    ic = items.encode(b.column(1), row0)
+    keep = ic >= 0
+    col = b.column(0) if keep.all() else b.column(0).filter(pa.array(keep))
+    return ic[keep], users.encode(col, row0), keep
+
+
+def _slots(uc: np.ndarray, fill: np.ndarray):
+    """Final CSR slot of each row of a batch (its user's next free slot + its rank among the batch's rows of
+    that user, file order) and advance ``fill``. Also returns the grouping (order, sorted users, group starts)."""
+    order = np.argsort(uc, kind="stable")
+    su = uc[order]
+    start = np.flatnonzero(np.r_[True, su[1:] != su[:-1]])
+    sizes = np.diff(np.r_[start, len(su)])
+    slots = np.empty_like(order)
+    slots[order] = fill[su] + (np.arange(len(su)) - np.repeat(start, sizes))
+    fill[su[start]] += sizes  # one entry per user: no repeated index
+    return slots, order, su, start
+
+
+def _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress) -> None:
+    """Pass 3 (files out of time order): every kept row's timestamp into its slot of ``ts``."""
+    from semid.data.tables import read_times
+    from semid.progress import progress_bar
+
+    fill = offsets[:-1].copy()
+    n_rows, it = _batches(path, cols, batch_rows)
+    row0 = 0
+    with progress_bar(f"read {path.name} times", total=n_rows, enabled=progress) as tick:
+        for b in it:
+            ic, uc, keep = _codes(b, users, items, row0)
+            row0 += b.num_rows
+            tick(b.num_rows)
+            if not len(uc):
+                continue
+            t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+            slots, *_ = _slots(uc, fill)
+            ts[slots] = t
+
+
+def _sort_segments(items: np.ndarray, ts: np.ndarray, offsets: np.ndarray) -> None:
+    """Stable-sort each user's slice of ``items`` by ``ts`` in place, a block of users at a time."""
+    n_users, u = len(offsets) - 1, 0
+    while u < n_users:
+        # the largest block of whole users within SORT_BLOCK rows (at least one user)
+        v = max(u + 1, int(np.searchsorted(offsets, offsets[u] + SORT_BLOCK, side="right")) - 1)
+        v = min(v, n_users)
+        a, b = int(offsets[u]), int(offsets[v])
+        seg = np.repeat(np.arange(v - u), np.diff(offsets[u : v + 1]))
+        order = np.lexsort((ts[a:b], seg))  # stable: equal times keep file order
+        items[a:b] = items[a:b][order]
+        u = v
+
+
+__all__ = ["stream_interactions"]

@@ -1,0 +1,132 @@
+"""Cross-request batching: concurrent requests are decoded together in one batched (constrained) search.
+
+One worker thread owns the model. It takes the first waiting request, waits up to ``max_wait_ms`` for
+up to ``max_batch - 1`` more, groups them by beam width (a request's beam is ``max(model beam, k)``, so
+requests with k <= the model's beam share one group) and makes one ``recommend`` call per group with the
+group's largest k; each request keeps its first k. Beam search treats the rows of a batch independently
+and left padding does not change a prediction, so every request gets what it would get alone (test).
+Item masks are built at decode time from the live catalog's availability, so a retired item is never
+returned by a request that was queued before it was retired.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# decode(histories, k, beam or None, mask bool [B, n_items]) -> (items int64 [B, k], scores float32 [B, k])
+DecodeFn = Callable[[list[np.ndarray], int, "int | None", np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Overloaded(Exception):
+    """The queue is full: the caller answers 503."""
+
+
+@dataclass
+class Job:
+    """One request: item indices of its history, k, the items to exclude and an optional allow-list."""
+
+    history: np.ndarray  # int64 [h]
+    k: int
+    beam: int | None  # group key; None for models without a beam (full ranking)
+    exclude: np.ndarray  # int64 [e] item indices never returned (history when exclude_seen, deny-list)
+    allow: np.ndarray | None = None  # int64 [a]: only these may be returned
+    future: Future = field(default_factory=Future)
+
+
+def job_mask(jobs: list[Job], available: np.ndarray) -> np.ndarray:
+    """bool [B, n_items]: catalog availability AND allow-list AND NOT excluded, per job."""
+    n = len(available)
+    mask = np.broadcast_to(available, (len(jobs), n)).copy()
+    for r, j in enumerate(jobs):
+        if j.allow is not None:
+            keep = np.zeros(n, dtype=bool)
+            keep[j.allow] = True
+            mask[r] &= keep
+        mask[r, j.exclude] = False
+    return mask
+
+
+class Batcher:
+    """Queue + decode thread; ``submit(job)`` returns the job's Future (result: (items [k], scores [k]))."""
+
+    def __init__(
+        self,
+        decode: DecodeFn,
+        available: Callable[[], np.ndarray],
+        lock: threading.Lock,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 1024,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.decode, self.available, self.lock = decode, available, lock
+        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
+        self.on_batch = on_batch
+        self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self.thread = threading.Thread(target=self._run, name="semid-batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> Future:
+        try:
+            self.queue.put_nowait(job)
+        except queue.Full:
+            raise Overloaded from None
+        return job.future
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=10)
+
+    # ------------------------------------------------------------------ worker
+    def _collect(self, first: Job) -> tuple[list[Job], bool]:
+        batch, stop = [first], False
+        deadline = time.perf_counter() + self.max_wait
+        while len(batch) < self.max_batch:
+            left = deadline - time.perf_counter()
+            try:
+                job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            batch.append(job)
+        return batch, stop
+
+    def _run(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch, stop = self._collect(first)
+            batch = [j for j in batch if j.future.set_running_or_notify_cancel()]  # drop timed-out ones
+            groups: dict[int | None, list[Job]] = {}
+            for j in batch:
+                groups.setdefault(j.beam, []).append(j)
+            for beam, jobs in groups.items():
+                self._decode(jobs, beam)
+            if stop:
+                return
+
+    def _decode(self, jobs: list[Job], beam: int | None) -> None:
+        try:
+            with self.lock:  # catalog edits wait for the decode in flight, and vice versa
+                mask = job_mask(jobs, self.available())
+                k = max(j.k for j in jobs)
+                items, scores = self.decode([j.history for j in jobs], k, beam, mask)
+            if self.on_batch is not None:
+                self.on_batch(len(jobs))
+        except Exception as e:  # every waiting request learns about the failure
+            for j in jobs:
+                j.future.set_exception(e)
+            return
+        for r, j in enumerate(jobs):
+            j.future.set_result((items[r, : j.k], scores[r, : j.k]))

@@ -1,0 +1,71 @@
+"""Running the service under uvicorn, with a header timeout uvicorn itself lacks.
+
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but waits forever for a request whose
+headers never finish (slow-loris). ``HeaderTimeoutH11`` arms a timer when a connection opens and after
+every response, cancelled as soon as a request's headers are complete; when it fires while the client is
+still sending headers, the connection is closed. Slow *bodies* are cut by ``limits.BodyLimit`` (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from semid.serve.settings import ServeConfig
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """An H11Protocol subclass that closes connections whose request headers take over ``seconds``."""
+
+    class HeaderTimeoutH11(H11Protocol):
+        header_timeout = seconds
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(self.header_timeout, self._expire)
+
+        def _expire(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()  # still no complete request line + headers
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE and self._header_timer is not None:
+                self._header_timer.cancel()  # headers complete: the body has its own limit
+                self._header_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.conn.their_state is h11.IDLE:
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutH11
+
+
+def serve_forever(app, *, host: str, port: int, config: ServeConfig, max_connections: int = 256,
+                  access_log: bool = True) -> None:
+    """uvicorn on ``host:port``: header timeout = ``config.body_timeout_s``, our JSON access log, bounded
+    connections (beyond ``max_connections`` uvicorn answers 503)."""
+    import uvicorn
+
+    if access_log:
+        logger = logging.getLogger("semid.serve.access")
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+    uvicorn.run(app, host=host, port=port, access_log=False, timeout_keep_alive=5,
+                limit_concurrency=max_connections, http=header_timeout_protocol(config.body_timeout_s))

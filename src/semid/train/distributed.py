@@ -1,0 +1,265 @@
+"""Multi-process data-parallel training on torch.distributed: process group, ranks, batch sharding, gathers.
+
+Every rank runs the same program on the same data and sees the same global batches; ``shard_batch``
+gives each rank a disjoint contiguous slice of every global batch, so the optimisation is the one a
+single process would do with that global batch. After ``backward`` the gradients are averaged over the
+ranks with one flat all-reduce (``sync_step``), the same reduction DistributedDataParallel's reducer
+performs; semid reduces explicitly instead of wrapping the model in ``DistributedDataParallel`` because
+its loss functions call model methods besides ``forward`` (``SASRecNet.item_table``, the GPT-2 / T5
+heads), which the DDP wrapper does not route, and because a parameter a batch does not touch (an
+unused task head) would stall DDP's reducer. Rank 0 alone writes checkpoints, logs and metrics; the
+other ranks write nothing in the run directory.
+
+Start it with ``torchrun --nproc_per_node=N -m semid run ...`` or ``semid run --nproc N`` (which calls
+torchrun); gloo on CPU, nccl on CUDA (one GPU per local rank). Multi-node: torchrun's rendezvous flags,
+e.g. ``torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500
+--nproc_per_node=8 -m semid run ...`` on each node. Without torchrun's environment everything here is a
+no-op for one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from semid.errors import CheckpointError, SemidError
+
+log = logging.getLogger(__name__)
+_local = threading.local()  # ``local()`` scopes: code that must run alone on every rank
+
+
+def _group_ready() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def active() -> bool:
+    """Whether collectives run here: a process group of more than one rank, outside ``local()``."""
+    return _group_ready() and torch.distributed.get_world_size() > 1 and not getattr(_local, "alone", False)
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if active() else 1
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if _group_ready() else 0
+
+
+def is_main() -> bool:
+    """Rank 0 (or the only process): the one that writes files and prints."""
+    return rank() == 0
+
+
+@contextlib.contextmanager
+def local() -> Iterator[None]:
+    """Run a block as if alone: no collectives (each rank computes the same thing itself, e.g. a tokenizer fit)."""
+    prev = getattr(_local, "alone", False)
+    _local.alone = True
+    try:
+        yield
+    finally:
+        _local.alone = prev
+
+
+def init_from_env() -> bool:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); True when distributed.
+
+    gloo on CPU, nccl when CUDA is available (each process on GPU ``LOCAL_RANK``). Ranks other than 0
+    get no progress bars and log warnings only.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not _group_ready():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    if not is_main():
+        os.environ["SEMID_NO_PROGRESS"] = "1"
+        logging.getLogger("semid").setLevel(logging.WARNING)
+    return True
+
+
+def shutdown() -> None:
+    if _group_ready():
+        torch.distributed.destroy_process_group()
+
+
+def barrier() -> None:
+    if active():
+        torch.distributed.barrier()
+
+
+def _device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------- sharding
+def shard_range(n: int) -> tuple[int, int]:
+    """This rank's contiguous slice [lo, hi) of n rows (all of them in one process)."""
+    w, r = world_size(), (rank() if active() else 0)
+    return r * n // w, (r + 1) * n // w
+
+
+def shard_batch(batch: dict) -> tuple[dict, float]:
+    """(this rank's rows of a global batch, loss weight).
+
+    A batch shards when every tensor in it has the same leading size B (rows); rank r takes rows
+    ``shard_range(B)``. The weight ``B_r * world / B`` makes the all-reduced average of the weighted
+    per-rank mean losses equal the global batch's mean loss when the loss averages over rows. A
+    batch whose tensors disagree on the leading size (FusID's pair batches index a table of items) is
+    not split: every rank computes it whole with weight 1, which is correct but gains no speed. A rank
+    whose slice would be empty (B < world) computes the whole batch with weight 0.
+    """
+    if not active():
+        return batch, 1.0
+    sizes = {v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.ndim > 0}
+    if len(sizes) != 1:
+        return batch, 1.0
+    (b,) = sizes
+    lo, hi = shard_range(b)
+    if hi == lo:
+        return batch, 0.0
+    part = {k: (v[lo:hi] if torch.is_tensor(v) and v.ndim > 0 else v) for k, v in batch.items()}
+    return part, (hi - lo) * world_size() / b
+
+
+def sync_step(model: torch.nn.Module, loss: torch.Tensor) -> float:
+    """Average the gradients of ``model`` over the ranks (in place) and return the global loss.
+
+    ``loss``: this rank's weighted loss (detached scalar). One flat all-reduce carries every gradient and
+    the loss, so a step costs one collective.
+    """
+    if not active():
+        return float(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    dev = grads[0].device if grads else _device()
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [loss.reshape(1).float().to(dev)])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+    return float(flat[-1])
+
+
+# ---------------------------------------------------------------------- gathers / broadcasts
+def broadcast_object(obj, src: int = 0):
+    """``obj`` of rank ``src`` on every rank (pickled over the process group; never read from disk)."""
+    if not active():
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_rows(part: np.ndarray) -> np.ndarray:
+    """Concatenate every rank's ``part`` (rows ``shard_range`` of one array) in rank order, on every rank."""
+    if not active():
+        return part
+    parts: list = [None] * world_size()
+    torch.distributed.all_gather_object(parts, part)
+    return np.concatenate(parts, axis=0)
+
+
+def check_same(array: np.ndarray | None, what: str) -> None:
+    """Fail clearly when ranks computed different ``array`` (e.g. tokenizer codes fitted on every rank)."""
+    if not active() or array is None:
+        return
+    digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    digests: list = [None] * world_size()
+    torch.distributed.all_gather_object(digests, digest)
+    if len(set(digests)) > 1:
+        raise SemidError(
+            f"{what} differ between ranks ({len(set(digests))} versions): the computation is not deterministic "
+            "across processes; run with the same torch thread count per process (torchrun sets OMP_NUM_THREADS)"
+        )
+
+
+def sync_start(model: torch.nn.Module, opt, sched, start: tuple, *, saved_world: int | None, ckpt) -> tuple:
+    """Every rank starts where rank 0 does: its weights, optimizer and scheduler state and loop state
+    ``start`` (what rank 0 read from the checkpoint, or its fresh init).
+
+    ``saved_world``: world size recorded in the checkpoint rank 0 resumed (None when not resuming); a
+    different world size is refused on every rank, since the per-rank slices (and dropout streams) of a
+    step would differ from the interrupted run's.
+    """
+    now = world_size()
+    err = None
+    if saved_world is not None and saved_world != now:
+        err = (f"{ckpt} was written by a run on {saved_world} process(es); this run has {now}. Resume with the "
+               f"same world size (torchrun --nproc_per_node / semid run --nproc {saved_world}) or start a new run")
+    if not active():
+        if err:
+            raise CheckpointError(err)
+        return start
+    payload = None
+    if is_main():
+        payload = {"err": err, "start": start, "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                   "opt": opt.state_dict(), "sched": sched.state_dict()}
+    payload = broadcast_object(payload)
+    if payload["err"]:
+        raise CheckpointError(payload["err"])
+    if not is_main():
+        model.load_state_dict(payload["model"])
+        opt.load_state_dict(payload["opt"])
+        sched.load_state_dict(payload["sched"])
+    return payload["start"]
+
+
+# ---------------------------------------------------------------------- pipeline followers
+def follows() -> bool:
+    """Whether this process is a rank other than 0 entering ``semid.pipeline.runner.run`` (not yet inside ``follow``)."""
+    return active() and not is_main() and not getattr(_local, "following", False)
+
+
+def follow(run_fn, cfg, **kw):
+    """Run the pipeline ``run_fn(cfg, run_dir, **kw)`` on a rank other than 0: every step is computed (and
+    every collective joined) as on rank 0, but into a scratch directory deleted afterwards, so only
+    rank 0 writes the run directory. The trainers take their resume point from rank 0 (``sync_start``)."""
+    import tempfile
+    from pathlib import Path
+
+    kw.pop("resume", None)
+    kw.pop("overwrite", None)
+    with tempfile.TemporaryDirectory(prefix=f"semid-rank{rank()}-") as tmp:
+        _local.following = True
+        try:
+            return run_fn(cfg, Path(tmp) / "run", resume=False, overwrite=False, console=None)
+        finally:
+            _local.following = False
+
+
+# ---------------------------------------------------------------------- launching
+def launch(nproc: int, args: list[str]) -> None:
+    """Run ``python -m semid <args>`` on ``nproc`` local processes through torchrun (torch.distributed.run).
+
+    Returns when every worker has finished; a failing worker raises (torchrun stops the others).
+    """
+    from torch.distributed import run as torchrun
+
+    if nproc < 1:
+        raise SemidError(f"--nproc={nproc}: use 1 (one process) or more")
+    parser = torchrun.get_args_parser()
+    ns = parser.parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "semid", *args])
+    try:
+        torchrun.run(ns)
+    except Exception as e:  # ChildFailedError: the worker printed its own error
+        raise SemidError(f"a worker of the {nproc}-process run failed (its error is printed above): "
+                         f"{type(e).__name__}") from None
+
+
+__all__ = ["active", "world_size", "rank", "is_main", "local", "init_from_env", "shutdown", "barrier",
+           "shard_range", "shard_batch", "sync_step", "broadcast_object", "gather_rows", "check_same",
+           "sync_start", "follows", "follow", "launch"]
