@@ -290,11 +290,6 @@ class Trainer:
                     bad_evals += 1
             res.history.append(entry)
             res.epochs_run = epoch + 1
-            if self.run_dir is not None:
-                line = json.dumps(entry)
-                log = self.run_dir / "train_log.jsonl"
-                prev = log.read_text() if log.exists() else ""
-                atomic_write(log, lambda p, s=prev + line + "\n": p.write_text(s))
             stop = cfg.patience > 0 and bad_evals >= cfg.patience
             res.stopped_early = stop
             if self.ckpt_dir is not None:
@@ -308,6 +303,13 @@ class Trainer:
                     if mapped is None:
                         raise
                     raise mapped from e
+            # The log line goes after the checkpoint: a logged epoch is always a checkpointed one, so a failed
+            # save (disk full) leaves a state that --resume continues instead of one it must refuse.
+            if self.run_dir is not None:
+                line = json.dumps(entry)
+                log = self.run_dir / "train_log.jsonl"
+                prev = log.read_text() if log.exists() else ""
+                atomic_write(log, lambda p, s=prev + line + "\n": p.write_text(s))
             if stop:
                 break
         if best_state is not None:
