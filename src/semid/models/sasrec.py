@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semid.config import from_dict, to_dict
 from semid.data.types import Catalog, EvalSet, Interactions
-from semid.errors import CheckpointError, DataError
-from semid.io import atomic_write, read_json, save_npy, write_json
-from semid.models.sequence_examples import SequenceExamples, full_ranking_topk, left_padded_tokens
+from semid.errors import DataError
+from semid.io import save_npy
+from semid.models.item_scoring import ItemScoringModel
+from semid.models.sequence_examples import SequenceExamples
 from semid.train.loop import TrainConfig, Trainer, TrainResult
 
 
@@ -122,10 +122,12 @@ class SASRecNet(nn.Module):
         return self.item_emb.weight[1:]  # (N, C)
 
 
-class SASRec:
+class SASRec(ItemScoringModel):
     """Recommender wrapper: fit with semid's Trainer (early stopping on valid NDCG@10), full-ranking recommend."""
 
     name = "SASRec"
+    net_cls = SASRecNet
+    config_cls = SASRecConfig
 
     def __init__(
         self,
@@ -192,84 +194,6 @@ class SASRec:
         return self
 
     # ------------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError("SASRec used before fit() or load()")
-
-    @torch.no_grad()
-    def score(self, histories: list[np.ndarray]) -> torch.Tensor:
-        """Scores of every item for each history: float32 (B, N) = last hidden state · item table."""
-        self._check_fitted()
-        net = self.net_
-        dev = next(net.parameters()).device
-        # An empty history becomes one padding token (zero input): every such user gets the same state.
-        tok = torch.from_numpy(left_padded_tokens(histories, self.config.max_len)).to(dev)
-        was_training = net.training
-        net.eval()
-        h = net(tok)[:, -1]  # (B, C) state at the most recent position
-        net.train(was_training)
-        return (h @ net.item_table().T).float()  # (B, N)
-
-    def recommend(self, histories: list[np.ndarray], k: int, *, exclude=None, allowed=None):
-        """Top-k of the full ranking; ``exclude`` / ``allowed`` mask items as in ``semid.decoding.masks``."""
-        if exclude is None and allowed is None:
-            return full_ranking_topk(self.score(histories), k)
-        from semid.decoding.masks import item_mask, masked_topk
-
-        scores = self.score(histories)
-        return masked_topk(scores, item_mask(scores.shape[1], len(histories), exclude=exclude, allowed=allowed), k)
-
-    def item_embeddings(self) -> np.ndarray:
-        """float32 [n_items, hidden]: the (tied input/output) item embedding table, row i = item i."""
-        self._check_fitted()
-        return self.net_.item_table().detach().float().cpu().numpy().copy()
-
     def export_embeddings(self, path: str | Path) -> Path:
         """Write ``item_embeddings()`` to ``path`` (.npy), e.g. as MusicRec's collaborative embeddings."""
         return save_npy(path, self.item_embeddings())
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path) -> Path:
-        """``<dir>/model.safetensors`` + ``<dir>/config.json`` (model config, train config, n_items)."""
-        from safetensors.torch import save_file
-
-        self._check_fitted()
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        atomic_write(d / "model.safetensors", lambda p: save_file(state, str(p)))
-        write_json(
-            d / "config.json",
-            {
-                "model": "SASRec",
-                "n_items": self.n_items_,
-                "config": to_dict(self.config),
-                "train": to_dict(self.train_config),
-            },
-        )
-        return d
-
-    @classmethod
-    def load(cls, directory: str | Path, *, device: str = "cpu", weights: str | Path | None = None) -> SASRec:
-        """Rebuild a saved SASRec; ``weights`` replaces ``model.safetensors`` (e.g. ``ckpt/best.safetensors``)."""
-        from semid.models.protocol import load_weights
-
-        d = Path(directory)
-        cfg_path = d / "config.json"
-        w_path = d / "model.safetensors" if weights is None else Path(weights)
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise CheckpointError(f"{p}: missing; save a fitted SASRec there with SASRec.save(dir)")
-        try:
-            meta = read_json(cfg_path)
-            model = cls(
-                config=from_dict(SASRecConfig, meta["config"]), train=from_dict(TrainConfig, meta["train"])
-            )
-            n_items = int(meta["n_items"])
-        except Exception as e:
-            raise CheckpointError(f"{cfg_path}: not a valid SASRec config ({e})") from None
-        net = SASRecNet(n_items, model.config)
-        load_weights(net, w_path, device=device, config_path=cfg_path)
-        model.net_ = net.to(device).eval()
-        model.n_items_ = n_items
-        return model
