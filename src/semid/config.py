@@ -174,7 +174,7 @@ def override(cfg: T, dotted: dict[str, Any]) -> T:
 
 def set_path(cfg: T, key: str, value: Any, *, label: str | None = None) -> T:
     """``cfg`` with the field at dotted ``key`` set to ``value``; errors quote ``label`` (default ``key``)."""
-    return _set(cfg, key.split("."), value, label or key)
+    return _set_many(cfg, [(key.split("."), value, label or key)])
 
 
 def set_paths(cfg: T, items: list[tuple[str, Any, str]]) -> T:
@@ -210,27 +210,6 @@ def _set_many(obj: Any, items: list[tuple[list[str], Any, str]]) -> Any:
     for head, sub in groups.items():
         changes[head] = _set_many(changes.get(head, getattr(obj, head)), sub)
     return dataclasses.replace(obj, **changes) if changes else obj
-
-
-def _set(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    if obj is None:
-        raise ConfigError(f"override {full!r}: that section is not selected (kind 'none')")
-    if not dataclasses.is_dataclass(obj):
-        raise ConfigError(f"override {full!r}: {path[0]!r} is not a config section")
-    names = {f.name for f in dataclasses.fields(obj)}
-    head = path[0]
-    if head not in names:
-        raise ConfigError(f"override {full!r}: {type(obj).__name__} has no field {head!r}; valid: {sorted(names)}")
-    tp = _hints(type(obj))[head]
-    if len(path) == 1:
-        tu = _tagged(tp)
-        current = getattr(obj, head)
-        if tu is not None and isinstance(value, str) and value in tu.kinds and tu.kinds[value] is type(current):
-            return obj  # selecting the kind already selected keeps its settings
-        new = _coerce(value, tp, full)
-    else:
-        new = _set(getattr(obj, head), path[1:], value, full)
-    return dataclasses.replace(obj, **{head: new})
 
 
 def replace_everywhere(cfg: T, name: str, value: Any, *, where: Callable[[Any], bool] = lambda obj: True) -> T:

@@ -140,31 +140,23 @@ def stream_interactions(
     last: np.ndarray | None = None  # last timestamp seen per user (order check)
     in_order, ts_dtype = True, None
     cols = [user_col, item_col] + ([tcol] if tcol else [])
-    _, it = _batches(path, cols, batch_rows)
-    row0 = 0
-    with progress_bar(f"read {path.name} (2/2)", total=n_rows, enabled=progress) as tick:
-        for b in it:
-            ic, uc, keep = _codes(b, users, items, row0)
-            row0 += b.num_rows
-            tick(b.num_rows)
-            if not len(uc):
-                continue
-            slots, order, su, start = _slots(uc, fill)
-            out[slots] = ic
-            if tcol and in_order:
-                t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
-                if last is None:
-                    low = np.iinfo(t.dtype).min if np.issubdtype(t.dtype, np.integer) else -np.inf
-                    last = np.full(n_users, low, dtype=t.dtype)
-                # Still non-decreasing within every user, this batch included? Else a third pass sorts.
-                st = t[order]  # grouped by user, file order within a user
-                down = st[1:] < st[:-1]
-                down[start[1:] - 1] = False  # across two users: no constraint
-                ends = np.r_[start[1:] - 1, len(su) - 1]
-                if down.any() or (st[start] < last[su[start]]).any():
-                    in_order, ts_dtype = False, t.dtype
-                else:
-                    last[su[ends]] = st[ends]
+    for b, ic, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} (2/2)", progress):
+        slots, order, su, start = _slots(uc, fill)
+        out[slots] = ic
+        if tcol and in_order:
+            t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+            if last is None:
+                low = np.iinfo(t.dtype).min if np.issubdtype(t.dtype, np.integer) else -np.inf
+                last = np.full(n_users, low, dtype=t.dtype)
+            # Still non-decreasing within every user, this batch included? Else a third pass sorts.
+            st = t[order]  # grouped by user, file order within a user
+            down = st[1:] < st[:-1]
+            down[start[1:] - 1] = False  # across two users: no constraint
+            ends = np.r_[start[1:] - 1, len(su) - 1]
+            if down.any() or (st[start] < last[su[start]]).any():
+                in_order, ts_dtype = False, t.dtype
+            else:
+                last[su[ends]] = st[ends]
     if not in_order:
         ts = np.empty(len(out), dtype=ts_dtype)
         _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress)
@@ -200,21 +192,27 @@ def _slots(uc: np.ndarray, fill: np.ndarray):
 def _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress) -> None:
     """Pass 3 (files out of time order): every kept row's timestamp into its slot of ``ts``."""
     from semid.data.tables import read_times
-    from semid.progress import progress_bar
 
     fill = offsets[:-1].copy()
+    for b, _, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} times", progress):
+        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+        slots, *_ = _slots(uc, fill)
+        ts[slots] = t
+
+
+def _coded_batches(path, cols, batch_rows, users, items, label: str, progress: bool):
+    """Yield (batch, item codes, user codes, kept-row mask) of every batch that keeps a row, with a progress bar."""
+    from semid.progress import progress_bar
+
     n_rows, it = _batches(path, cols, batch_rows)
     row0 = 0
-    with progress_bar(f"read {path.name} times", total=n_rows, enabled=progress) as tick:
+    with progress_bar(label, total=n_rows, enabled=progress) as tick:
         for b in it:
             ic, uc, keep = _codes(b, users, items, row0)
             row0 += b.num_rows
             tick(b.num_rows)
-            if not len(uc):
-                continue
-            t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
-            slots, *_ = _slots(uc, fill)
-            ts[slots] = t
+            if len(uc):
+                yield b, ic, uc, keep
 
 
 def _sort_segments(items: np.ndarray, ts: np.ndarray, offsets: np.ndarray) -> None:

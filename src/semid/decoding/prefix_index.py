@@ -160,6 +160,14 @@ class PrefixIndex:
         dense = self.dense[level]
         if dense is not None:
             return dense.index_select(0, prefix)
+        rows, j, code = self._children(level, prefix)
+        mask = torch.zeros(len(prefix), self.sizes[level], dtype=torch.bool, device=prefix.device)
+        mask[rows, code] = True
+        return mask
+
+    def _children(self, level: int, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every child of the prefixes (R,) at ``level`` from the CSR rows: (its row in 0..R-1, its prefix id at
+        level + 1, its local code), each (n_children,)."""
         ptr, keys, S = self.ptr[level], self.keys[level], self.sizes[level]
         start, end = ptr.index_select(0, prefix), ptr.index_select(0, prefix + 1)
         counts = end - start  # (R,)
@@ -171,9 +179,7 @@ class PrefixIndex:
             + torch.arange(len(rows), device=prefix.device)
             - first.index_select(0, rows)
         )
-        mask = torch.zeros(len(prefix), S, dtype=torch.bool, device=prefix.device)
-        mask[rows, keys.index_select(0, j) % S] = True
-        return mask
+        return rows, j, keys.index_select(0, j) % S
 
     def alive(self, item_mask: torch.Tensor) -> list[torch.Tensor]:
         """bool [B, n_items] (True = allowed) -> per level l = 0..L, bool [B, n_prefix[l]]: prefix leads to
@@ -194,18 +200,9 @@ class PrefixIndex:
         prefix (R,) prefix ids at ``level``; alive_next bool [B, n_prefix[level + 1]] from ``alive``;
         row_example (R,) example of each row. Scatters from the CSR rows whatever the dense_limit.
         """
-        ptr, keys, S = self.ptr[level], self.keys[level], self.sizes[level]
-        start, end = ptr.index_select(0, prefix), ptr.index_select(0, prefix + 1)
-        counts = end - start  # (R,)
-        rows = torch.repeat_interleave(torch.arange(len(prefix), device=prefix.device), counts)
-        first = torch.cumsum(counts, 0) - counts
-        j = (
-            start.index_select(0, rows)
-            + torch.arange(len(rows), device=prefix.device)
-            - first.index_select(0, rows)
-        )  # (n_children,) child position = its prefix id at level + 1
-        mask = torch.zeros(len(prefix), S, dtype=torch.bool, device=prefix.device)
-        mask[rows, keys.index_select(0, j) % S] = alive_next[row_example.index_select(0, rows), j]
+        rows, j, code = self._children(level, prefix)
+        mask = torch.zeros(len(prefix), self.sizes[level], dtype=torch.bool, device=prefix.device)
+        mask[rows, code] = alive_next[row_example.index_select(0, rows), j]
         return mask
 
     def child(
