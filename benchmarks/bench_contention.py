@@ -8,6 +8,11 @@ time(loaded) / time(idle) per stage. Target: every ratio <= 1.5 with one competi
     python benchmarks/bench_contention.py --quick            # ~2-4 minutes on 2 idle cores
     python benchmarks/bench_contention.py --threads 1        # compare with one intra-op thread
     python benchmarks/bench_contention.py --omp-wait-policy ACTIVE   # the spinning OpenMP default
+    python benchmarks/bench_contention.py --decode-threads auto,1,2  # decode: default vs 1 vs 2 threads
+
+``--decode-threads`` times only decoding (``GPT2Rec.recommend``, the lean step, 192 users in batches of
+32), at each setting idle and loaded, interleaved, and prints the two decode targets: default ("auto",
+``semid.threads.small_ops``) >= 1-thread speed under contention, >= 1.5x it idle.
 
 The OpenMP wait policy must be fixed before torch loads, so it is applied (``semid.threads``) before
 the first torch import below; ``--omp-wait-policy`` overrides it for this process.
@@ -31,12 +36,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--omp-wait-policy", default="", help="PASSIVE | ACTIVE (default: semid's, PASSIVE)")
     ap.add_argument("--stages", default="fusion,pq,gpt2,decode")
     ap.add_argument("--competitors", type=int, default=1, help="single-thread load processes")
+    ap.add_argument("--decode-threads", default="", help="e.g. auto,1,2: decode-only comparison of settings")
+    ap.add_argument("--gomp-spincount", default="", help="GNU OpenMP spin iterations before an idle thread "
+                    "sleeps (~100 per microsecond; PASSIVE alone means 0); set before torch loads")
     return ap.parse_args(argv)
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.omp_wait_policy:
     os.environ["OMP_WAIT_POLICY"] = ARGS.omp_wait_policy.upper()
+if ARGS is not None and ARGS.gomp_spincount:
+    os.environ["GOMP_SPINCOUNT"] = ARGS.gomp_spincount
 
 from semid import threads as thread_policy  # noqa: E402
 
@@ -172,6 +182,7 @@ def stage_decode(quick: bool):
     batches = [rec.encode_histories(hists[s : s + 32]) for s in range(0, users, 32)]
 
     def run() -> float:
+        thread_policy.recheck_load()  # the small-op count follows this phase's load (semid.threads)
         t = time.perf_counter()
         with torch.no_grad():
             for b in batches:
@@ -181,6 +192,49 @@ def stage_decode(quick: bool):
     return run
 
 
+def decode_settings(args: argparse.Namespace, repeats: int) -> None:
+    """Decode users/s at each thread setting ("auto" = semid's small-op policy), idle and loaded."""
+    settings = [x.strip() for x in args.decode_threads.split(",") if x.strip()]
+    rec = _gpt2(5000).init_model()
+    rng = np.random.default_rng(1)
+    users = 64 if args.quick else 192
+    hists = [rng.integers(0, 5000, size=rng.integers(1, 21)) for _ in range(users)]
+
+    def run(setting: str) -> tuple[float, dict]:
+        thread_policy.set_threads(None if setting == "auto" else int(setting))
+        thread_policy.recheck_load()  # "auto" reads the load now, not a second ago
+        thread_policy._small["used"] = {}
+        t = time.perf_counter()
+        for s in range(0, users, 32):
+            rec.recommend(hists[s : s + 32], 10, beam=20)
+        return time.perf_counter() - t, dict(thread_policy._small["used"])
+
+    for setting in settings:
+        run(setting)  # warm-up
+    times = {(st, ld): [] for st in settings for ld in (False, True)}
+    chosen = {(st, ld): {} for st in settings for ld in (False, True)}
+    for rep in range(repeats):
+        for loaded in (False, True):
+            with Competitors(args.competitors if loaded else 0):
+                for st in settings[rep % len(settings):] + settings[: rep % len(settings)]:  # rotated order
+                    t, used = run(st)
+                    times[st, loaded].append(t)
+                    for n, c in used.items():
+                        chosen[st, loaded][n] = chosen[st, loaded].get(n, 0) + c
+    print(f"{'decode':8s} {'idle u/s':>9s} {'loaded u/s':>11s}  threads used (idle | loaded)")
+    speed = {key: users / float(np.median(v)) for key, v in times.items()}
+    for st in settings:
+        print(f"{st:8s} {speed[st, False]:9.1f} {speed[st, True]:11.1f}  {chosen[st, False]} | {chosen[st, True]}")
+    if "auto" in settings and "1" in settings:
+        r_load = speed["auto", True] / speed["1", True]
+        r_idle = speed["auto", False] / speed["1", False]
+        print(f"TARGET decode default vs 1 thread, loaded: x{r_load:.3f} (target >= 1.0)"
+              f"{'' if r_load >= 1.0 else '  MISSED'}")
+        print(f"TARGET decode default vs 1 thread, idle:   x{r_idle:.3f} (target >= 1.5)"
+              f"{'' if r_idle >= 1.5 else '  MISSED'}")
+    thread_policy.set_threads(args.threads)
+
+
 STAGES = {"fusion": stage_fusion, "pq": stage_pq, "gpt2": stage_gpt2, "decode": stage_decode}
 
 
@@ -188,9 +242,13 @@ def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its competitors
     n_threads = thread_policy.apply(args.threads)
     repeats = args.repeats or (1 if args.quick else 2)
-    print(f"threads={n_threads} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} cores={os.cpu_count()} "
+    print(f"threads={n_threads} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
+          f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')} cores={os.cpu_count()} "
           f"load average at start {os.getloadavg()[0]:.1f}; competitors={args.competitors} x 1 thread; "
           f"repeats={repeats}{' (quick)' if args.quick else ''}", flush=True)
+    if args.decode_threads:
+        decode_settings(args, repeats)
+        return
     print(f"{'stage':8s} {'idle_s':>8s} {'loaded_s':>9s} {'ratio':>6s}  target <= 1.5", flush=True)
     worst = 0.0
     for name in args.stages.split(","):
@@ -205,7 +263,8 @@ def main(args: argparse.Namespace) -> None:
         worst = max(worst, ratio)
         print(f"{name:8s} {np.median(idle):8.2f} {np.median(loaded):9.2f} {ratio:6.2f}"
               f"{'' if ratio <= 1.5 else '  MISSED'}", flush=True)
-    print(f"worst ratio {worst:.2f}; load average at end {os.getloadavg()[0]:.1f}")
+    print(f"worst ratio {worst:.2f}; load average at end {os.getloadavg()[0]:.1f}; decode small-op threads "
+          f"used (count: batches): {thread_policy.runtime_record()['small_op_threads_used']}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ and the share of our step time spent on the constraint (mask + child lookup).
 
     python benchmarks/bench_decode.py --users 64 --batch 32 --threads 2
     python benchmarks/bench_decode.py --threads 1,2      # ours at each thread count, same process
+    python benchmarks/bench_decode.py --threads auto,1,2 # semid's default (small-op policy) vs 1 vs 2
 
-Threads default to semid's policy (``semid.threads``: ``SEMID_THREADS``, else torch's default) and the
+Threads default to semid's policy (``semid.threads``: ``SEMID_THREADS``, else "auto": decoding picks 1-2
+threads by the cores other processes use; HF ``generate`` runs at torch's default count) and the
 OpenMP wait policy to PASSIVE unless ``OMP_WAIT_POLICY`` is set (``--omp-wait-policy`` sets it here,
 before torch loads; ACTIVE is the spinning OpenMP default that collapses on shared cores).
 """
@@ -26,6 +28,8 @@ if __name__ == "__main__":  # the wait policy must be in the environment before 
         if a.startswith("--omp-wait-policy"):
             val = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
             os.environ["OMP_WAIT_POLICY"] = val.upper()
+        if a.startswith("--gomp-spincount"):
+            os.environ["GOMP_SPINCOUNT"] = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
     from semid.threads import apply_wait_policy
 
     apply_wait_policy()
@@ -37,7 +41,7 @@ from semid.decoding import PrefixIndex, beam_search  # noqa: E402
 from semid.decoding.lean_gpt2 import LeanGPT2Step  # noqa: E402
 from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, GPT2Step  # noqa: E402
 from semid.models.vocab import EOS, PAD  # noqa: E402
-from semid.threads import apply as apply_threads  # noqa: E402
+from semid.threads import recheck_load, runtime_record, set_threads  # noqa: E402
 
 
 def random_codes(n: int, L: int, K: int, seed: int) -> np.ndarray:
@@ -112,16 +116,24 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--n-embd", type=int, default=128)
-    ap.add_argument("--threads", default="", help="thread count, or a list (1,2) timed in turn; default: policy")
+    ap.add_argument("--threads", default="", help="a setting or a list (auto,1,2) whose lean step is timed in "
+                    "turn, interleaved; auto = semid's small-op policy; the first setting runs everything else")
     ap.add_argument("--omp-wait-policy", default="", help="PASSIVE | ACTIVE (read before torch loads)")
+    ap.add_argument("--gomp-spincount", default="", help="GNU OpenMP spins before an idle thread sleeps "
+                    "(~100 per microsecond; overrides the policy's 0 for PASSIVE); read before torch loads")
     ap.add_argument("--dense-limit", type=int, default=None, help="PrefixIndex dense_limit (0 = CSR masks)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--check", type=int, default=8, help="users whose top-k must match HF before timing")
     ap.add_argument("--device", default="cpu", help="cpu | cuda: where the model, index and batches live")
     args = ap.parse_args()
     device = torch.device(args.device)
-    thread_list = [int(t) for t in args.threads.split(",")] if args.threads else [apply_threads(None)]
-    apply_threads(thread_list[0])
+    thread_list = [t.strip() for t in args.threads.split(",") if t.strip()] or ["auto"]
+
+    def use(setting: str) -> None:  # "auto": no explicit count, beam_search picks (semid.threads.small_ops)
+        set_threads(None if setting == "auto" else int(setting))
+        recheck_load()
+
+    use(thread_list[0])
     torch.manual_seed(0)
 
     codes = random_codes(args.items, args.levels, args.codebook, seed=0)
@@ -166,18 +178,26 @@ def main() -> None:
             for b in batches:
                 beam_search(step(), b, index, beam=args.beam, k=args.k, timings=t)
 
-    t_lean = timed(lambda: run_ours(step=lambda: LeanGPT2Step(model, L - 1)), args.repeats)
+    per_thread: dict[str, list[float]] = {t: [] for t in thread_list}  # the lean step at each setting
+    used: dict[str, dict] = {}
+    for rep in range(max(1, args.repeats)):  # interleaved, order rotated, so load changes hit every setting alike
+        for t in thread_list[rep % len(thread_list):] + thread_list[: rep % len(thread_list)]:
+            use(t)
+            before = dict(runtime_record()["small_op_threads_used"])
+            per_thread[t].append(timed(lambda: run_ours(step=lambda: LeanGPT2Step(model, L - 1)), 1))
+            after = runtime_record()["small_op_threads_used"]
+            for n, c in after.items():
+                if c - before.get(n, 0):
+                    used.setdefault(t, {})[n] = used.get(t, {}).get(n, 0) + c - before.get(n, 0)
+    per_thread = {t: float(np.median(v)) for t, v in per_thread.items()}
+    use(thread_list[0])
+    t_lean = per_thread[thread_list[0]]
 
     def run_hf(constrained: bool):
         with torch.no_grad():
             for b in batches:
                 hf_generate(model, b, L, args.beam, args.k, index.next_tokens if constrained else None)
 
-    per_thread = {}  # the lean step at each --threads count; everything else runs at the first
-    for n in thread_list[1:]:
-        torch.set_num_threads(n)
-        per_thread[n] = timed(lambda: run_ours(step=lambda: LeanGPT2Step(model, L - 1)), args.repeats)
-    torch.set_num_threads(thread_list[0])
     t_ours = timed(run_ours, args.repeats)
     run_ours(timings)
     t_hf_c = timed(lambda: run_hf(True), args.repeats)
@@ -186,13 +206,19 @@ def main() -> None:
     u = args.users
     print(
         f"device={device} threads={thread_list[0]} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
+        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')} "
         f"load average {os.getloadavg()[0]:.1f} items={len(codes)} L={L} K={args.codebook} beam={args.beam} "
         f"k={args.k} batch={args.batch} users={u} gpt2 {args.n_layer}x{args.n_embd} "
         f"masks={'dense' if index.dense[-1] is not None else 'csr'} at the last level"
     )
     print(f"ours, lean step      : {u / t_lean:8.1f} users/s   -> x{t_ours / t_lean:.1f} the HF-cache step")
     for n, t in per_thread.items():
-        print(f"ours, lean, {n:2d} thr  : {u / t:8.1f} users/s   -> x{t_lean / t:.2f} vs {thread_list[0]} thread(s)")
+        print(f"ours, lean, {n:>4s} thr: {u / t:8.1f} users/s   -> x{t_lean / t:.2f} vs {thread_list[0]}; "
+              f"batches per thread count {used[n]}")
+    if "auto" in per_thread and "1" in per_thread:
+        r = per_thread["1"] / per_thread["auto"]
+        print(f"TARGET default (auto) vs 1 thread: x{r:.3f} (>= 1.0 with another process on the cores, "
+              f">= 1.5 on an idle machine; load average {os.getloadavg()[0]:.1f})")
     print(f"ours, HF-cache step  : {u / t_ours:8.1f} users/s")
     print(f"HF generate + prefix : {u / t_hf_c:8.1f} users/s   -> lean x{t_hf_c / t_lean:.1f}, HF-cache step "
           f"x{t_hf_c / t_ours:.1f}")

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from semid.pipeline.features import attach_features
+from semid.encoders.features import attach_features
 from semid.pipeline.presets import resolve
 from semid.pipeline.runner import build_tokenizer, prepare_data
 
@@ -33,7 +33,7 @@ def main() -> None:
 
     cfg = resolve(args.preset, {"rqvae.epochs": args.epochs, "seed": args.seed})
     ds, split = prepare_data(cfg)
-    attach_features(ds.catalog, split.train, cfg.features, dataset=ds.name, seed=cfg.seed)
+    attach_features(cfg.features, ds.catalog, split.train, dataset=ds.name)
     base, _ = build_tokenizer(cfg)
     print(f"{args.preset}: {ds.catalog.n_items} items, modality {base.config.modality!r}, {args.epochs} epochs")
     print("| diversity | util per level | entropy bits per level | raw conflict | recon | L_div (last epoch) | s |")

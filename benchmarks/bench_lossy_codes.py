@@ -25,7 +25,7 @@ import torch
 
 from semid.data import leave_one_out, load_dataset
 from semid.data.codes import codes_to_onehot
-from semid.encoders.features import FeaturesConfig, FieldSpec, build_features
+from semid.encoders.features import FeaturesConfig, FieldSpec, build_fusid_features
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.tokenizers.fusid_pairs import cooccurrence_counts
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     ds = load_dataset("movielens")
     split = leave_one_out(ds.interactions, max_history=50)
-    feats = build_features(ds.catalog, None, FeaturesConfig(fields=(FieldSpec(field="title", encoder="text"),),
-                                                            cooc=False, use_codes=False))
+    feats = build_fusid_features(ds.catalog, None, FeaturesConfig(fields=(FieldSpec(field="title", encoder="text"),),
+                                                                  cooc=False, use_codes=False))
     x, mask = feats["title"]
     n = ds.catalog.n_items
     keys, _ = cooccurrence_counts(split.train, n, 5)

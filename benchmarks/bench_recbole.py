@@ -153,12 +153,14 @@ def run_ours(model: str, ds, split, args) -> dict:
     from semid.train.loop import TrainConfig
 
     torch.set_num_threads(args.threads)
-    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=1e-3, patience=0, seed=args.seed,
-                     device="cpu", progress=False)
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, patience=0, seed=args.seed,
+                     device="cpu", progress=False, warmup_steps=args.warmup, min_lr_ratio=args.min_lr_ratio,
+                     weight_decay=args.weight_decay)
     if model == "SASRec":
         from semid.models.sasrec import SASRec, SASRecConfig
 
-        rec = SASRec(config=SASRecConfig(max_len=args.max_len, stride=args.stride), train=tc)
+        extra = {} if args.dropout < 0 else {"dropout": args.dropout}
+        rec = SASRec(config=SASRecConfig(max_len=args.max_len, stride=args.stride, **extra), train=tc)
     else:
         from semid.models.gru4rec import GRU4Rec, GRU4RecConfig
 
@@ -188,6 +190,14 @@ def main() -> None:
     ap.add_argument("--recbole-batch", type=int, default=2048, help="RecBole's examples (prefixes) per step")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each side")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-3, help="our peak learning rate (RecBole's is 1e-3)")
+    # Our optimiser defaults are the SASRec presets' (semid.pipeline.presets._SASREC_OPT): constant LR, no
+    # warmup, no weight decay; pass the Trainer's generic defaults (100, 0.05, 0.01) to measure those.
+    ap.add_argument("--warmup", type=int, default=0, help="our warmup steps")
+    ap.add_argument("--min-lr-ratio", type=float, default=1.0, help="our cosine floor (1 = constant LR, as RecBole)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="our AdamW weight decay")
+    ap.add_argument("--dropout", type=float, default=-1.0, help="our SASRec dropout (-1 = the model default)")
+    ap.add_argument("--skip-recbole", action="store_true", help="run ours only (RecBole's figure from an earlier run)")
     ap.add_argument("--venv", type=Path, default=Path("/tmp/recbole-venv"))
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_recbole"))
     ap.add_argument("--limit-users", type=int, default=0, help="keep only the first N users (a smoke test)")
@@ -209,13 +219,15 @@ def main() -> None:
     print(f"{args.dataset}: {info}; catalogue {ds.catalog.n_items} items; {args.epochs} epochs each, "
           f"max_len {args.max_len}, ours {args.batch} windows (stride {stride}) per step, RecBole "
           f"{args.recbole_batch} prefixes per step, {args.threads} torch thread(s) each", flush=True)
-    py = ensure_venv(args.venv)
+    py = None if args.skip_recbole else ensure_venv(args.venv)
     rows = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         if model not in ("SASRec", "GRU4Rec"):
             sys.exit(f"--models: unknown model {model!r} (SASRec, GRU4Rec)")
         ours = run_ours(model, ds, split, args)
         print(f"ours    {model}: {json.dumps(ours)}", flush=True)
+        if args.skip_recbole:
+            continue
         peer = run_recbole(py, model, args.work, name, args)
         print(f"RecBole {model}: {json.dumps(peer)}", flush=True)
         if peer["n_test"] != len(split.test):

@@ -12,18 +12,27 @@ peak RSS (resource.ru_maxrss), raw conflict rate (items whose raw tuple another 
 codebook utilisation per level, prefix index build time and memory (``PrefixIndex.nbytes``) over the
 unique IDs (raw tuple + disambiguation digit).
 
+Methods ``features_parquet`` / ``features_npy`` measure the bounded-memory item-feature path instead:
+the catalog written as a parquet list<float> column (row groups of 65,536) or a float32 ``.npy``, read
+back by ``semid.data.tables.read_embedding_file`` + ``attach_embedding`` (what ``load_table(embeddings=)``
+runs) in a fresh process; peak RSS growth over the process's size after imports vs the result's size.
+
     python benchmarks/bench_scale.py --sizes 100000                   # what fits a loaded 2-core machine
     python benchmarks/bench_scale.py --sizes 100000 1000000 3000000   # the full table
+    python benchmarks/bench_scale.py --sizes 1000000 --methods features_parquet features_npy
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -116,6 +125,47 @@ def _fit_encode(method: str, x: np.ndarray, args) -> tuple[np.ndarray, list[int]
     raise SystemExit(f"unknown method {method!r}")
 
 
+def write_features(fmt: str, n: int, path: str) -> None:
+    """The catalog as an embedding file: parquet (item id + list<float>, row groups of 65,536) or .npy."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = catalog(n)
+    if fmt == "npy":
+        np.save(path, x)
+        Path(path).with_suffix(".ids.txt").write_text("".join(f"i{j}\n" for j in range(n)))
+        return
+    col = pa.ListArray.from_arrays(pa.array(np.arange(0, n * D + 1, D, dtype=np.int32)), pa.array(x.reshape(-1)))
+    pq.write_table(pa.table({"item": [f"i{j}" for j in range(n)], "v": col}), path, row_group_size=1 << 16)
+
+
+def _rss_bytes() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def features_worker(n: int, path: str) -> dict:
+    """Load ``path`` into a catalog of n items; peak RSS growth (VmHWM - RSS after imports) vs the result."""
+    import pyarrow.parquet  # noqa: F401  (code imported lazily by the reader, not data)
+
+    from semid.data import stream_features  # noqa: F401
+    from semid.data.tables import attach_embedding, read_embedding_file
+    from semid.data.types import Catalog
+
+    cat = Catalog(item_ids=[f"i{j}" for j in range(n)])
+    cat.index_of()
+    before = _rss_bytes()
+    t = time.perf_counter()
+    ids, mat = read_embedding_file(path)
+    attach_embedding(cat, "v", ids, mat, source=path)
+    del ids, mat
+    load_s = time.perf_counter() - t
+    hwm = [int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+    size = cat.embeddings["v"].nbytes + cat.masks["v"].nbytes
+    return {"method": f"features_{Path(path).suffix[1:]}", "n_items": n, "dim": D, "load_s": round(load_s, 1),
+            "result_mib": round(size / 2**20, 1), "peak_growth_mib": round((hwm - before) / 2**20, 1),
+            "peak_over_result": round((hwm - before) / size, 2)}
+
+
 def worker(method: str, n: int, args) -> dict:
     from semid.decoding.prefix_index import PrefixIndex
     from semid.models.vocab import SemanticVocab
@@ -146,15 +196,24 @@ def main() -> None:
     ap.add_argument("--rqvae-epochs", type=int, default=3)
     ap.add_argument("--out", default="", help="also write the rows as JSON lines here")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--path", default="", help=argparse.SUPPRESS)  # features_*: the embedding file
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args)))
+        m, n = args.worker[0], int(args.worker[1])
+        if m.startswith("features_") and not Path(args.path).exists():
+            write_features(m.removeprefix("features_"), n, args.path)
+        else:
+            print(json.dumps(features_worker(n, args.path) if m.startswith("features_") else worker(m, n, args)))
         return
     rows = []
+    tmp = tempfile.TemporaryDirectory(prefix="bench_scale-")
     for n in args.sizes:
         for m in args.methods:
             cmd = [sys.executable, __file__, "--worker", m, str(n), "--fit-sample", str(args.fit_sample),
                    "--kmeans-iter", str(args.kmeans_iter), "--rqvae-epochs", str(args.rqvae_epochs)]
+            if m.startswith("features_"):  # write the file in one process, read it in a fresh one
+                cmd += ["--path", str(Path(tmp.name) / f"emb_{n}.{m.removeprefix('features_')}")]
+                subprocess.run(cmd, check=True)
             t = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
@@ -164,6 +223,7 @@ def main() -> None:
             row["wall_s"] = round(time.perf_counter() - t, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    tmp.cleanup()
     if args.out:
         with open(args.out, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

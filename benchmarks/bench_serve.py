@@ -6,9 +6,18 @@ subprocess, and drives 1 / 8 / 32 / 64 concurrent keep-alive clients (one asynci
 HTTP/1.1 client so the load generator costs little CPU) for ``--seconds`` each, with real histories from
 the test split. Prints req/s, p50 / p90 / p99, errors, the server's RSS (start / end of each level, peak),
 and the ratio of served req/s to offline ``recommend`` users/s at the same beam and batch size, measured
-in this run. Every socket goes to 127.0.0.1; every loop is bounded by time or count.
+in this run, with the issue's targets at 32 clients (served / offline >= 0.7, p99 <= 3 x p50, zero errors).
+``--duration S`` adds a memory-flatness phase: ``--flat-clients`` (32) clients for S seconds while the
+server's RSS is sampled every second; prints start / end / peak RSS, the least-squares slope (MiB/min) over
+the whole phase and over its second half, and whether the second half grew by less than
+max(5 MiB, 2% of its start) ("flat"). Every socket goes to 127.0.0.1; every loop is bounded by time or count.
 
-    python benchmarks/bench_serve.py --seconds 10
+    python benchmarks/bench_serve.py --seconds 10                       # levels 1 / 8 / 32 / 64
+    python benchmarks/bench_serve.py --levels 32 --seconds 20 --duration 120   # + 2-minute memory run
+    python benchmarks/bench_serve.py --threads 1                        # server and offline at 1 thread
+
+``--threads auto`` (default) is what ``semid serve`` does by itself (``semid.threads``: decode batches
+pick 1-2 threads by the cores other processes use); a number pins both the server and offline decoding.
 """
 
 from __future__ import annotations
@@ -24,7 +33,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":  # offline decoding waits like `semid serve`: policy set before torch loads
+    from semid.threads import apply_wait_policy
+
+    apply_wait_policy()
+
+import numpy as np  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -78,11 +92,21 @@ async def request(reader, writer, body: bytes) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def drive(port: int, bodies: list[bytes], clients: int, seconds: float, k: int) -> dict:
-    """``clients`` connections, each sending requests back to back until ``seconds`` pass."""
+async def drive(port: int, bodies: list[bytes], clients: int, seconds: float, k: int, rss_pid: int | None = None
+                ) -> dict:
+    """``clients`` connections, each sending requests back to back until ``seconds`` pass; with ``rss_pid``
+    that process's RSS is sampled once a second (``rss``: [(seconds since start, MiB)])."""
     lat: list[float] = []
     errors = 0
-    t_end = time.perf_counter() + seconds
+    t_start = time.perf_counter()
+    t_end = t_start + seconds
+    samples: list[tuple[float, float]] = []
+
+    async def sampler() -> None:
+        while time.perf_counter() < t_end:
+            samples.append((time.perf_counter() - t_start, rss_mb(rss_pid)[0]))
+            await asyncio.sleep(1.0)
+        samples.append((time.perf_counter() - t_start, rss_mb(rss_pid)[0]))
 
     async def client(c: int) -> None:
         nonlocal errors
@@ -105,24 +129,37 @@ async def drive(port: int, bodies: list[bytes], clients: int, seconds: float, k:
             writer.close()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(c) for c in range(clients)))
+    await asyncio.gather(*(client(c) for c in range(clients)), *([sampler()] if rss_pid is not None else []))
     wall = time.perf_counter() - t0
     q = np.percentile(np.asarray(lat) * 1e3, [50, 90, 99]) if lat else [float("nan")] * 3
     return {"clients": clients, "requests": len(lat), "rps": len(lat) / wall, "p50": q[0], "p90": q[1],
-            "p99": q[2], "errors": errors}
+            "p99": q[2], "errors": errors, "rss": samples}
+
+
+def memory_report(samples: list[tuple[float, float]]) -> str:
+    """Start / end / peak RSS and slopes of a sampled run; "flat" when the second half grew by less than
+    max(5 MiB, 2% of its start)."""
+    t, m = np.array(samples).T
+    slope = np.polyfit(t, m, 1)[0] * 60 if len(t) > 2 else float("nan")
+    half = t >= t[-1] / 2
+    slope2 = np.polyfit(t[half], m[half], 1)[0] * 60 if half.sum() > 2 else float("nan")
+    grow2 = slope2 / 60 * (t[half][-1] - t[half][0])
+    flat = grow2 < max(5.0, 0.02 * m[half][0])
+    return (f"RSS start {m[0]:.0f} MiB, end {m[-1]:.0f}, peak {m.max():.0f} ({len(m)} samples over {t[-1]:.0f} s); "
+            f"slope {slope:+.2f} MiB/min overall, {slope2:+.2f} MiB/min over the second half "
+            f"({grow2:+.1f} MiB) -> TARGET memory flat: {'met' if flat else 'MISSED'}")
 
 
 class Offline:
     """Offline batched decoding of the test histories (exclude_seen masks, like the server), same beam."""
 
-    def __init__(self, run_dir: Path, hists: list[np.ndarray], beam: int, k: int, batch: int, threads: int):
+    def __init__(self, run_dir: Path, hists: list[np.ndarray], beam: int, k: int, batch: int, threads: str):
         import dataclasses
 
-        import torch
-
         from semid.pipeline.restore import load_run
+        from semid.threads import set_threads
 
-        torch.set_num_threads(threads)
+        set_threads(None if threads == "auto" else int(threads))
         self.model = load_run(run_dir).model
         self.model.config = dataclasses.replace(self.model.config, eval_batch_size=batch)
         self.hists, self.beam, self.k, self.batch = hists, beam, k, batch
@@ -148,11 +185,15 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads, server and offline alike (on a shared "
-                    "machine 2 OpenMP threads per process oversubscribe the cores and run many times slower)")
+    ap.add_argument("--threads", default="auto", help="auto (semid's policy, what `semid serve` does) or a torch "
+                    "thread count for the server and offline decoding alike")
+    ap.add_argument("--duration", type=float, default=0.0, help="seconds of the memory-flatness phase (0: none)")
+    ap.add_argument("--flat-clients", type=int, default=32, help="concurrent clients of the memory phase")
     ap.add_argument("--run-dir", type=Path, default=None, help="reuse a run trained by an earlier call")
     args = ap.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    if args.threads != "auto" and not args.threads.isdigit():
+        raise SystemExit(f"--threads={args.threads!r}: use auto or a positive integer")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     run_dir = args.run_dir or tmp / "run"
@@ -176,8 +217,11 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.1f})", flush=True)
 
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "SEMID_NO_PROGRESS": "1"}
-    env.pop("SEMID_API_KEY", None)
+    env = {**os.environ, "SEMID_NO_PROGRESS": "1"}
+    for var in ("SEMID_API_KEY", "OMP_NUM_THREADS", "SEMID_THREADS"):
+        env.pop(var, None)
+    if args.threads != "auto":
+        env["SEMID_THREADS"] = args.threads
     cmd = [sys.executable, "-m", "semid.cli.main", "serve", str(run_dir), "--host", HOST, "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--no-access-log"]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -205,6 +249,13 @@ def main() -> None:
                   f"p99 {res['p99']:7.1f} ms  errors {res['errors']}/{res['requests']}  "
                   f"RSS {res['rss0']:.0f} -> {res['rss1']:.0f} MiB (peak {res['peak']:.0f})  load {res['load']:.1f}",
                   flush=True)
+        flat = None
+        if args.duration > 0:
+            flat = asyncio.run(drive(port, bodies, args.flat_clients, args.duration, args.k, rss_pid=server.pid))
+            print(f"memory phase, {args.flat_clients} clients for {args.duration:g} s: {flat['rps']:.1f} req/s, "
+                  f"p50 {flat['p50']:.1f} ms, p99 {flat['p99']:.1f} ms, errors {flat['errors']}/{flat['requests']}",
+                  flush=True)
+            print(memory_report(flat["rss"]), flush=True)
     finally:
         server.terminate()
         try:
@@ -219,6 +270,12 @@ def main() -> None:
     for r in rows:
         print(f"clients {r['clients']:3d}: served / offline = {r['rps'] / off:.2f}   "
               f"p99 / p50 = {r['p99'] / r['p50']:.1f}")
+    at32 = [r for r in rows if r["clients"] == 32] + ([flat] if flat is not None and args.flat_clients == 32 else [])
+    for r in at32[:1]:
+        ratio, tail = r["rps"] / off, r["p99"] / r["p50"]
+        print(f"TARGET served / offline at 32 clients: {ratio:.2f} (>= 0.7: {'met' if ratio >= 0.7 else 'MISSED'}); "
+              f"p99 / p50 {tail:.1f} (<= 3: {'met' if tail <= 3 else 'MISSED'}); "
+              f"errors {r['errors']} (0: {'met' if r['errors'] == 0 else 'MISSED'})")
     print(f"model: GPT-2 2x64, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
           f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms; {args.seconds:g} s per level")
 

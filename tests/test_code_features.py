@@ -5,9 +5,9 @@ import pytest
 
 from semid.data.codes import onehot_to_codes
 from semid.data.types import Catalog, Interactions
-from semid.encoders.features import FeaturesConfig, build_features
+from semid.encoders.feature_spec import coerce_features
+from semid.encoders.features import FeaturesConfig, attach_features, build_fusid_features
 from semid.errors import ConfigError
-from semid.pipeline.features import attach_features
 
 
 def _catalog():
@@ -24,7 +24,7 @@ def _catalog():
 def test_codes_feature_round_trips_and_weights_levels(decay):
     cat, codes = _catalog()
     cfg = FeaturesConfig(cooc=False, cache=False, code_level_decay=decay)
-    emb, mask = build_features(cat, None, cfg)["codes:lemb"]
+    emb, mask = build_fusid_features(cat, None, cfg)["codes:lemb"]
     assert emb.shape == (6, 12) and mask.tolist() == [True, True, False, True, True, True]
     np.testing.assert_array_equal(onehot_to_codes(emb, [4, 4, 4]), codes)
     # level l's nonzero equals decay**l (row 0 has all three levels present)
@@ -35,15 +35,15 @@ def test_codes_feature_round_trips_and_weights_levels(decay):
 def test_pipeline_spec_decay_and_bad_specs():
     cat, codes = _catalog()
     train = Interactions.from_lists([[0, 1, 3]])
-    attach_features(cat, train, ("t=codes:lemb,decay=0.25",), dataset="x")
+    attach_features(coerce_features("t=codes:lemb,decay=0.25"), cat, train, dataset="x", cache=False)
     emb = cat.embeddings["t"]
     np.testing.assert_allclose(emb[1][emb[1] > 0], [1.0, 0.25, 0.0625])
     np.testing.assert_array_equal(onehot_to_codes(emb, [4, 4, 4]), codes)
     for bad in ("t=codes:nope", "t=codes:lemb,decay=2", "t=codes:lemb,scale=1"):
         with pytest.raises(ConfigError):
-            attach_features(cat, train, (bad,), dataset="x")
+            attach_features(coerce_features((bad,)), cat, train, dataset="x", cache=False)
     with pytest.raises(ConfigError, match="code_level_decay"):
-        build_features(cat, None, FeaturesConfig(cooc=False, cache=False, code_level_decay=0.0))
+        build_fusid_features(cat, None, FeaturesConfig(cooc=False, cache=False, code_level_decay=0.0))
 
 
 def test_rqvae_and_musicrec_inputs_take_the_same_weighted_codes():

@@ -365,9 +365,10 @@ def test_tokenize_names_a_missing_modality(tiny, tmp_path):
 
 def test_tokenize_uses_the_matching_builtin_preset():
     from semid.cli.main import _tokenize_config
+    from semid.encoders.feature_spec import coerce_features
 
     cfg, note = _tokenize_config("letter", None, None, None, ["--rqvae.n_levels=4"])
-    assert "movielens-letter" in note and cfg.features == PRESETS["movielens-letter"].overrides["features"]
+    assert "movielens-letter" in note and cfg.features == coerce_features(PRESETS["movielens-letter"].overrides["features"])
     assert cfg.tokenizer.n_levels == 4 and cfg.tokenizer.epochs == 100 and cfg.tokenizer.alpha == 1e-2
     cfg, note = _tokenize_config("rqvae", "movielens", None, None, [])
     assert note == "" and cfg.features == () and tokenizer_kind(cfg) == "rqvae"

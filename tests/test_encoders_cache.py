@@ -6,7 +6,7 @@ import numpy as np
 
 from semid.data.types import Catalog, Interactions
 from semid.encoders.cache import EmbeddingCache
-from semid.encoders.features import FeaturesConfig, FieldSpec, build_features
+from semid.encoders.features import FeaturesConfig, FieldSpec, build_fusid_features
 
 
 def test_cache_hit_skips_encoder(tmp_path):
@@ -41,7 +41,7 @@ def test_build_features_modalities_and_cache(tmp_path):
     cfg = FeaturesConfig(
         fields=(FieldSpec(field="genres", encoder="multihot"),), cache_dir=str(tmp_path), dataset="toy"
     )
-    feats = build_features(cat, train, cfg)
+    feats = build_fusid_features(cat, train, cfg)
     assert list(feats) == ["genres", "cooc", "img", "codes:text"]
     assert feats["genres"][1].tolist() == [True, True, False, True]
     assert feats["cooc"][1].tolist() == [True, True, False, True]  # item c never in train
@@ -52,6 +52,6 @@ def test_build_features_modalities_and_cache(tmp_path):
         True,
     ]
     n_files = len(list(tmp_path.rglob("*.npy")))
-    again = build_features(cat, train, cfg)
+    again = build_fusid_features(cat, train, cfg)
     assert len(list(tmp_path.rglob("*.npy"))) == n_files
     np.testing.assert_array_equal(again["cooc"][0], feats["cooc"][0])

@@ -8,16 +8,10 @@ import torch
 
 from semid.data.types import Catalog, EvalSet, Interactions
 from semid.errors import ConfigError, DataError
+from semid.models.code_batches import decoder_batch, seq2seq_batch, sequence_batch
 from semid.models.gpt2rec import GPT2Rec, GPT2RecConfig, gpt2_loss, gpt2_sequence_logp, gpt2_sequence_loss
+from semid.models.next_item_examples import NextItemExamples, SequenceWindows, history_matrix
 from semid.models.protocol import Recommender
-from semid.models.seqdata import (
-    NextItemExamples,
-    SequenceWindows,
-    decoder_batch,
-    history_matrix,
-    seq2seq_batch,
-    sequence_batch,
-)
 from semid.models.vocab import BOS, EOS, PAD, SEP, SemanticVocab
 from semid.train.loop import TrainConfig
 

@@ -111,7 +111,10 @@ def test_pipeline_model_and_yes_presets(fixtures, tmp_path):
     assert not resolve("yes-fusid-gpt2-no-contrastive").tokenizer.loss.contrastive
     assert resolve("yes-fusid-gpt2-no-tags").tokenizer.modalities == ("cooc", "meta")
     fus = resolve("yes-fusid-gpt2")
-    assert fus.tokenizer.pq.K == 64 and fus.tokenizer.pq.n_sub == 4 and fus.features == ("meta=text:title,artist",)
+    from semid.encoders.feature_spec import coerce_features
+
+    assert fus.tokenizer.pq.K == 64 and fus.tokenizer.pq.n_sub == 4
+    assert fus.features == coerce_features(("meta=text:title,artist",))  # typed feature specs
     assert all(n in PRESETS for n in names)
 
 
@@ -124,3 +127,39 @@ def test_save_load_recommends_identically(tmp_path):
     hs = [np.array([3]), np.array([], np.int64), np.array([12, 15])]
     for a, b in zip(m.recommend(hs, 8), back.recommend(hs, 8), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masks_match_the_brute_force_reference(seed):
+    """exclude= / allowed= as every recommender: masked items never come back, k valid items whenever k
+    are allowed, -1 / -inf padding after; equal to the loop reference that skips masked items."""
+    from semid.decoding.masks import recommend_masked
+
+    train, cat = _clustered(seed=seed)
+    m = Item2VecKNN(config=Item2VecKNNConfig(dim=16, epochs=3)).fit(train, cat)
+    rng = np.random.default_rng(seed + 10)
+    hist = [rng.integers(0, 22, rng.integers(0, 6)) for _ in range(20)]
+    exclude = [np.concatenate([h, rng.integers(0, 22, 3)]) for h in hist]
+    allowed = rng.random((20, 22)) < np.linspace(0.05, 1.0, 20)[:, None]  # some rows with < k allowed items
+    k = 8
+    for kw in ({"exclude": exclude}, {"allowed": allowed[3]}, {"allowed": allowed},
+               {"exclude": exclude, "allowed": allowed}):
+        fast_i, fast_s = m.recommend(hist, k, **kw)
+        ref_i, ref_s = m.recommend_reference(hist, k, **kw)
+        assert np.array_equal(fast_i, ref_i), kw.keys()
+        np.testing.assert_allclose(fast_s, ref_s, rtol=1e-5, atol=1e-6)
+        ok = np.ones((20, 22), bool) if "allowed" not in kw else np.broadcast_to(kw["allowed"], (20, 22)).copy()
+        for r, ex in enumerate(kw.get("exclude", [[]] * 20)):
+            ok[r, np.asarray(ex, np.int64)] = False
+        for r in range(20):
+            got = fast_i[r][fast_i[r] >= 0]
+            assert ok[r, got].all() and len(set(got.tolist())) == len(got)
+            assert len(got) == min(k, int(ok[r].sum()))  # k valid items whenever k exist
+            assert (fast_i[r, len(got):] == -1).all() and np.isneginf(fast_s[r, len(got):]).all()
+            # the allowed items in order of the unmasked full ranking (brute force)
+            full_i, _ = m.recommend([hist[r]], 22)
+            assert got.tolist() == [i for i in full_i[0].tolist() if ok[r, i]][:k]
+    # the service's dispatcher now hands the mask to the model itself
+    both = m.recommend(hist, k, allowed=allowed)
+    via = recommend_masked(m, hist, k, allowed)
+    assert np.array_equal(both[0], via[0])

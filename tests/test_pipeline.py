@@ -163,7 +163,6 @@ def test_every_preset_resolves():
 def test_rq_presets_get_every_modality_they_quantise_from_their_features():
     """TIGER / LETTER / MusicRec presets name modalities (and z_cf when aligned) that their own feature specs
     (or the MQL4GRec code files) provide, so a preset cannot fail late for a missing embedding."""
-    from semid.pipeline.features import parse_spec
     from semid.pipeline.presets import PRESETS
     from semid.pipeline.runner import build_tokenizer
 
@@ -177,7 +176,7 @@ def test_rq_presets_get_every_modality_they_quantise_from_their_features():
         needed = {getattr(c, f) for f in ("modality", "text_modality", "image_modality") if hasattr(c, f)}
         if c.alpha > 0 or c.beta > 0:
             needed.add(c.cf_embedding)
-        have = {parse_spec(spec)[0] for spec in cfg.features}
+        have = {spec.name for spec in cfg.features}
         have |= {"lemb", "vitemb"} if name.startswith("mql4grec") else set()  # <D>.index_*.json code tuples
         assert needed <= have, (name, needed - have)
         assert tasks, name
@@ -254,22 +253,24 @@ def test_lcrec_rq_presets_run_end_to_end_on_cooccurrence_views(tiny_amazon, tmp_
     expected = {"cooc"} if preset.endswith("tiger") else {"cooc", "basket", "cf"}
     assert set(feats) == expected
     if "basket" in feats:
-        assert feats["basket"]["args"] == ["window=50"]
+        assert feats["basket"]["spec"]["encoder"]["window"] == 50 and feats["basket"]["kind"] == "item2vec"
 
 
 def test_item2vec_spec_options_are_checked(tiny_amazon, tmp_path, monkeypatch):
-    from semid.pipeline.features import attach_features
+    from semid.encoders.feature_spec import coerce_features
+    from semid.encoders.features import attach_features
     from semid.pipeline.runner import prepare_data
 
     monkeypatch.setenv("SEMID_CACHE", str(tmp_path / "cache"))
     ds, split = prepare_data(resolve(None, {**FAST, "data.dataset": str(tiny_amazon)}))
-    summary = attach_features(ds.catalog, split.train, ("a=item2vec", "b=item2vec:window=50,dim=16"), dataset="t")
+    summary = attach_features(coerce_features(("a=item2vec", "b=item2vec:window=50,dim=16")), ds.catalog, split.train,
+                              dataset="t")
     assert summary["a"]["dim"] == 64 and summary["b"]["dim"] == 16
     assert not np.allclose(ds.catalog.embeddings["a"][:, :16], ds.catalog.embeddings["b"])
-    for bad, msg in (("c=item2vec:win=3", "window=<int>"), ("c=item2vec:window=x", "integers"),
+    for bad, msg in (("c=item2vec:win=3", "valid: \\['dim', 'window'\\]"), ("c=item2vec:window=x", "must be"),
                      ("c=item2vec:window=0", ">= 1"), ("c=item2vec:5", "window=<int>")):
         with pytest.raises(SemidError, match=msg):
-            attach_features(ds.catalog, split.train, (bad,), dataset="t")
+            coerce_features((bad,))
 
 
 def _sasrec_run(tiny_amazon, run_dir):

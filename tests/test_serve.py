@@ -193,6 +193,40 @@ def test_live_catalog_add_retire_persist_reload(runs, tmp_path):
         create_app(rd, loaded=load_run(rd))
 
 
+def test_live_edits_patch_the_prefix_index_in_place_and_match_a_rebuilt_index(runs):
+    """POST /items and DELETE /items patch the model's index object itself (no rebuild): the served full
+    ranking equals decoding with an index rebuilt from scratch on the live codes; a new item comes back
+    first when it is the best allowed one; a retired item has no leaf, so even an unmasked search skips it."""
+    loaded = load_run(runs["gen"])
+    loaded.tokenizer.transform = _fake_transform
+    c = _client(loaded, runs["gen"])
+    model = loaded.model
+    index = model.index_
+    r = c.post("/items", json={"items": [{"id": "n1", "fields": {"code": "3,2"}}, {"id": "n2", "fields": {"code": "3,4"}}]})
+    assert r.status_code == 200, r.text
+    assert c.delete("/items/3").status_code == 200 and c.delete("/items/n2").status_code == 200
+    assert model.index_ is index and index.rebuilds == 0  # patched, never rebuilt
+    assert index.n_items == N_ITEMS + 2 and index.n_leaves == N_ITEMS  # 20 + 2 added - 2 retired
+    k = N_ITEMS  # every live item: the served ranking is the whole ranking
+    h = ["5", "6"]
+    served = c.post("/recommend", json={"history": h, "k": k, "exclude_seen": False}).json()["items"]
+    assert "3" not in served and "n2" not in served and "n1" in served and len(served) == N_ITEMS
+    hist = np.array([5, 6])
+    patched_i, patched_s = model.recommend([hist], k, beam=N_ITEMS + 2)  # no mask at all
+    model.index_ = index.rebuilt()
+    try:
+        ref_i, ref_s = model.recommend([hist], k, beam=N_ITEMS + 2)
+    finally:
+        model.index_ = index
+    assert patched_i.tolist() == ref_i.tolist() and not {3, N_ITEMS + 1} & set(patched_i[0].tolist())
+    np.testing.assert_allclose(patched_s, ref_s, atol=1e-5)
+    assert served == [c.app.state.catalog.ids[i] for i in ref_i[0].tolist()]
+    # deny everything ranked above the new item: it is now the best allowed one and comes back first
+    above = served[: served.index("n1")]
+    got = c.post("/recommend", json={"history": h, "k": 3, "exclude_seen": False, "deny": above}).json()["items"]
+    assert got == served[len(above): len(above) + 3] and got[0] == "n1"
+
+
 def test_assign_codes_uses_the_smallest_free_digit_within_the_vocabulary():
     live = np.array([[0, 0, 0], [0, 0, 1], [1, 2, 0]])
     out = assign_codes(np.array([[0, 0], [1, 2], [2, 2]]), live, [3, 3, 3])
@@ -371,3 +405,22 @@ def test_live_add_with_a_real_rqkmeans_transform_resolves_digits_within_the_voca
     with pytest.raises(CatalogInputError, match="width"):
         cat.add([{"id": "bad", "embeddings": {"text": [0.0, 1.0]}}])
     assert cat.n_items == 31 and cat.version == 1 and len(extended) == 1
+
+
+def test_a_tiger_run_on_the_musicrec_generator_is_served(runs, tmp_path):
+    """MusicRec's generator decodes its own code space (no "item" space): it serves with masks, and its fixed
+    catalog answers POST /items with 409 instead of failing."""
+    ds = runs["gen"].parent / "Tiny"
+    rd = tmp_path / "tiger"
+    run(resolve(None, {**FAST, "data.dataset": str(ds), "tokenizer_preset": "tiger", "rqvae.modality": "lemb",
+                       "rqvae.n_levels": 2, "rqvae.n_codes": 6, "rqvae.epochs": 2, "rqvae.hidden": "16",
+                       "rqvae.latent_dim": 8, "model": "musicrec_gen", "name": "tiger",
+                       "musicrec_gen.t5.num_layers": 1, "musicrec_gen.t5.num_decoder_layers": 1,
+                       "musicrec_gen.t5.d_model": 16, "musicrec_gen.t5.d_ff": 32, "musicrec_gen.t5.num_heads": 2,
+                       "musicrec_gen.t5.d_kv": 8, "musicrec_gen.t5.beam": 6, "musicrec_gen.t5.valid_beam": 4}), rd)
+    c = TestClient(create_app(rd, config=ServeConfig(persist=False)))
+    r = c.post("/recommend", json={"history": ["1", "2", "3"], "k": 5, "deny": ["4"]})
+    assert r.status_code == 200, r.text
+    got = r.json()["items"]
+    assert 0 < len(got) <= 5 and not {"1", "2", "3", "4"} & set(got)
+    assert c.post("/items", json={"items": [{"id": "new"}]}).status_code == 409

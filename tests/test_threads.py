@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from semid import threads
@@ -72,4 +73,88 @@ def test_runtime_environment_records_thread_policy():
     from semid.pipeline.runner import runtime_environment
 
     env = runtime_environment()
-    assert {"torch_threads", "threads_source", "omp_wait_policy"} <= set(env)
+    assert {"torch_threads", "threads_source", "omp_wait_policy", "small_op_threads", "small_op_threads_used"} <= set(env)
+
+
+def test_small_op_policy_with_faked_load_and_cores():
+    # one thread per core no other process runs on, between 1 and 2
+    assert threads.choose_small_op_threads(2, 0) == 2
+    assert threads.choose_small_op_threads(2, 1) == 1  # one competitor on a 2-core machine: 1 thread
+    assert threads.choose_small_op_threads(2, 5) == 1
+    assert threads.choose_small_op_threads(1, 0) == 1
+    assert threads.choose_small_op_threads(16, 3) == 2  # never more than the cap
+    assert threads.choose_small_op_threads(16, 15) == 1
+    assert threads.choose_small_op_threads(8, None) == 2  # load unknown (non-Linux)
+    # other_runnable: minimum over samples of (system running - own running): a blip does not count
+    seq = iter([3, 6, 3])
+    assert threads.other_runnable(lambda: next(seq), lambda: 2, gap_s=0) == 1
+    assert threads.other_runnable(lambda: 1, lambda: 2, gap_s=0) == 0
+    assert threads.other_runnable(lambda: None, lambda: 1, gap_s=0) is None
+    assert threads.other_runnable() is None or threads.other_runnable() >= 0  # the real /proc reader works
+
+
+def test_small_op_threads_explicit_override_wins_and_auto_rechecks(monkeypatch):
+    monkeypatch.setattr(threads, "_state", {})
+    monkeypatch.setattr(threads, "_small", {"checked": -1e9, "n": None, "used": {}})
+    load = {"others": 1}
+    kw = {"cores": 2, "others": lambda: load["others"], "environ": {}}
+    assert threads.small_op_threads(now=100.0, **kw) == (1, "auto")
+    load["others"] = 0
+    assert threads.small_op_threads(now=100.5, **kw) == (1, "auto")  # cached within RECHECK_S
+    assert threads.small_op_threads(now=101.5, **kw) == (2, "auto")  # re-read after it
+    # explicit counts always win over the load: SEMID_THREADS, OMP_NUM_THREADS, --threads / set_threads
+    load["others"] = 1
+    assert threads.small_op_threads(now=200.0, **{**kw, "environ": {"SEMID_THREADS": "2"}}) == (2, "SEMID_THREADS")
+    assert threads.small_op_threads(now=200.0, **{**kw, "environ": {"OMP_NUM_THREADS": "2"}}) == (2, "OMP_NUM_THREADS")
+    monkeypatch.setattr(threads, "_state", {"threads_source": "--threads", "threads": 2})
+    assert threads.small_op_threads(now=300.0, **kw) == (2, "--threads")
+
+
+def test_small_ops_scope_sets_and_restores_torch_threads(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(threads, "_state", {})
+    monkeypatch.setattr(threads, "_small", {"checked": 1e18, "n": 1, "used": {}})  # "auto" decided 1
+    monkeypatch.delenv("SEMID_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads.small_ops() as n:
+            assert n == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        rec = threads.runtime_record()
+        assert rec["small_op_threads"] == "auto" and rec["small_op_threads_used"] == {"1": 1}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_beam_search_runs_at_the_small_op_count(monkeypatch):
+    import torch
+
+    from semid.decoding import PrefixIndex, beam_search
+
+    seen = []
+
+    class Step:  # uniform logits; records the thread count inside the search
+        def start(self, batch):
+            seen.append(torch.get_num_threads())
+            return torch.zeros(len(batch["x"]), 8), None
+
+        def advance(self, state, parent, tokens):
+            seen.append(torch.get_num_threads())
+            return torch.zeros(len(parent), 8), None
+
+    monkeypatch.setattr(threads, "_state", {})
+    monkeypatch.setattr(threads, "_small", {"checked": 1e18, "n": 1, "used": {}})
+    monkeypatch.delenv("SEMID_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        idx = PrefixIndex.from_codes(np.array([[0, 4], [1, 5], [2, 6]]))
+        res = beam_search(Step(), {"x": torch.zeros(2)}, idx, beam=3, k=3)
+        assert sorted(res.items[0].tolist()) == [0, 1, 2]
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

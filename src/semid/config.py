@@ -32,6 +32,9 @@ class TaggedUnion:
 
     kinds: dict[str, type | None]
     what: str = "component"  # noun used in error messages ("tokenizer", "model")
+    # string sugar: parse(s) -> a member instance for any string value (the features' "name=kind:args");
+    # None = a string names a kind, selected with its defaults
+    parse: Callable[[str], Any] | None = None
 
     def kind_of(self, value: Any) -> str:
         for name, cls in self.kinds.items():
@@ -59,6 +62,14 @@ def _strip(tp: Any) -> Any:
     return typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Annotated else tp
 
 
+def _tagged_items(tp: Any) -> TaggedUnion | None:
+    """The union of a ``tuple[Annotated[..., TaggedUnion], ...]`` field's items (a run's feature specs)."""
+    tp = _strip(tp)
+    if typing.get_origin(tp) in (tuple, list) and typing.get_args(tp):
+        return _tagged(typing.get_args(tp)[0])
+    return None
+
+
 def to_dict(cfg: Any) -> Any:
     """Nested dataclass -> plain JSON-ready dict (tuples become lists, tagged unions carry their ``kind``)."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
@@ -66,9 +77,11 @@ def to_dict(cfg: Any) -> Any:
         out = {}
         for f in dataclasses.fields(cfg):
             v = getattr(cfg, f.name)
-            tu = _tagged(hints[f.name])
+            tu, items = _tagged(hints[f.name]), _tagged_items(hints[f.name])
             if tu is not None and v is not None:
                 out[f.name] = {KIND: tu.kind_of(v), **to_dict(v)}
+            elif items is not None and v is not None:
+                out[f.name] = [{KIND: items.kind_of(x), **to_dict(x)} for x in v]
             else:
                 out[f.name] = to_dict(v)
         return out
@@ -80,6 +93,8 @@ def to_dict(cfg: Any) -> Any:
 
 
 def _coerce_tagged(value: Any, tu: TaggedUnion, name: str) -> Any:
+    if isinstance(value, str) and tu.parse is not None:
+        return tu.parse(value)
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
         return tu.default("none", name)
     if isinstance(value, str):
@@ -228,6 +243,10 @@ def replace_everywhere(cfg: T, name: str, value: Any, *, where: Callable[[Any], 
             new = replace_everywhere(v, name, value, where=where)
             if new is not v:
                 changes[f.name] = new
+        elif isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):  # e.g. the feature specs
+            items = tuple(replace_everywhere(x, name, value, where=where) for x in v)
+            if any(a is not b for a, b in zip(items, v, strict=True)):
+                changes[f.name] = items
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
@@ -242,6 +261,9 @@ def find_all(cfg: Any, name: str, prefix: str = "") -> Iterator[tuple[str, Any]]
             yield path, v
         elif dataclasses.is_dataclass(v):
             yield from find_all(v, name, path + ".")
+        elif isinstance(v, tuple):
+            for i, x in enumerate(v):
+                yield from find_all(x, name, f"{path}[{i}].")
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -292,9 +314,11 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def type_name(tp: Any) -> str:
     """Readable name of a field type: int, tuple[str, ...], RQVAEConfig | MusicRecConfig, ..."""
-    tu = _tagged(tp)
+    tu, items = _tagged(tp), _tagged_items(tp)
     if tu is not None:
         return " | ".join(k for k in tu.kinds)
+    if items is not None:
+        return f"tuple[{' | '.join(items.kinds)}, ...]"
     tp = _strip(tp)
     if not typing.get_args(tp) and isinstance(tp, type):
         return tp.__name__
@@ -322,6 +346,8 @@ def describe(cfg: Any, prefix: str = "") -> list[FieldInfo]:
             rows.append(FieldInfo(path, type_name(tp), "(section)", docs[f.name]))
             rows += describe(v, path + ".")
         else:
-            shown = _tagged(tp).kind_of(v) if _tagged(tp) is not None else to_dict(v)
+            items = _tagged_items(tp)
+            shown = (_tagged(tp).kind_of(v) if _tagged(tp) is not None
+                     else [{KIND: items.kind_of(x), **to_dict(x)} for x in v] if items is not None else to_dict(v))
             rows.append(FieldInfo(path, type_name(tp), shown, docs[f.name]))
     return rows

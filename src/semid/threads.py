@@ -3,30 +3,51 @@
 Why: torch's OpenMP threads busy-wait (spin) between parallel regions by default. On a machine whose
 cores are shared with another process, a spinning thread holds a core the other process needs and a
 descheduled thread stalls every barrier of its team, so N threads can run many times slower than one.
-With ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep instead, and N threads stay at least as fast as one.
-OpenMP reads the variable once, when the runtime loads (``import torch``), so it is set here before
-torch is imported: the ``semid`` command does it at entry; library users who import torch themselves
-set it in the environment (``OMP_WAIT_POLICY=PASSIVE python ...``) or call ``apply_wait_policy()``
-first thing. A value the user set is never overridden.
+With ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep instead. OpenMP reads the variable once, when the
+runtime loads (``import torch``), so it is set here before torch is imported: the ``semid`` command does
+it at entry; library users who import torch themselves set it in the environment
+(``OMP_WAIT_POLICY=PASSIVE python ...``) or call ``apply_wait_policy()`` first thing. A value the user set
+is never overridden.
 
-Thread count, first that is set: ``--threads N`` on the command line, the ``SEMID_THREADS`` environment
-variable, else torch's own default (``OMP_NUM_THREADS`` if set, else the physical cores). With the
-passive wait policy that default holds up under contention for every stage measured by
-``benchmarks/bench_contention.py``, so no path lowers it. What was chosen is recorded in each run's
-``summary.json`` (``environment``).
+Thread count, first that is set: ``--threads N`` on the command line (or ``set_threads(N)`` from Python),
+the ``SEMID_THREADS`` environment variable, ``OMP_NUM_THREADS``; else the policy below. An explicit count
+is used by every path, small-op ones included.
+
+Whole-matrix paths (k-means, fusion and model training) keep torch's default (the available cores).
+
+Small-op paths -- constrained beam decoding (``semid.decoding.beam_search``, hence ``recommend``,
+evaluation and the service's decode worker) -- run under ``small_ops()``, which picks the count at the
+moment they start (re-checked at most once a second): ``clamp(cores - others, 1, 2)`` where ``others`` is
+the number of threads of *other* processes runnable right now (``/proc/loadavg``'s running count, minus
+this process's own running threads, the minimum of three samples 0.5 ms apart so a momentary blip does not
+count). Why: a decode step is a few dozen tiny ops (a (B*W, C) x (C, C) matmul, a top-k over beam x S),
+each a parallel region with a barrier; measured with one competing single-thread process on 2 cores,
+1 thread decoded in 1.27 s where 2 (passive) threads took 1.95 s, because each barrier waits for the
+thread that shares its core with the competitor. On a free core a second thread can only help, and beyond
+two threads these ops have too little work to split. The 1-minute load average is not used: it lags by
+a minute and counts this process's own training threads. Where the running count cannot be read
+(non-Linux), the count is ``min(2, cores)``. Each run's ``summary.json`` records (``environment``) the
+source of the count, the wait policy and how many small-op calls ran at each thread count.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, Iterator, MutableMapping
 
 ENV_THREADS = "SEMID_THREADS"  # intra-op thread count when --threads is not given
 ENV_WAIT = "OMP_WAIT_POLICY"  # OpenMP idle-thread policy; semid sets PASSIVE unless the user set it
 DEFAULT_WAIT = "PASSIVE"
 
+SMALL_OP_CAP = 2  # small-op paths never use more intra-op threads than this (too little work per op)
+RECHECK_S = 1.0  # small_ops() re-reads the machine's load at most this often
+
 _state: dict[str, object] = {}  # what apply() decided, for runtime_record()
+_small: dict[str, object] = {"checked": -1e9, "n": None, "used": {}}  # small_ops() cache and tally
 
 
 def available_cores() -> int:
@@ -79,15 +100,132 @@ def resolve_threads(
     return None, "torch default"
 
 
+def _read_running() -> int | None:
+    """Runnable threads system-wide now (``/proc/loadavg`` field 4, "running/total"); None off Linux."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_own_running() -> int:
+    """Threads of this process in state R (running or runnable), this one included."""
+    n = 0
+    for path in glob.glob("/proc/self/task/*/stat"):
+        try:
+            with open(path) as f:
+                n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return max(n, 1)
+
+
+def other_runnable(
+    read_running: Callable[[], int | None] = _read_running,
+    read_own: Callable[[], int] = _read_own_running,
+    samples: int = 3,
+    gap_s: float = 0.0005,
+) -> int | None:
+    """Threads of other processes runnable now: min over ``samples`` of (running - own running); None if
+    the running count cannot be read. The minimum keeps only work that is there in every sample."""
+    seen = []
+    for i in range(samples):
+        total = read_running()
+        if total is None:
+            return None
+        seen.append(max(0, total - read_own()))
+        if i + 1 < samples and gap_s > 0:
+            time.sleep(gap_s)
+    return min(seen)
+
+
+def choose_small_op_threads(cores: int, others: int | None, cap: int = SMALL_OP_CAP) -> int:
+    """The small-op thread count: one per core no other process is running on, between 1 and ``cap``
+    (``min(cap, cores)`` when ``others`` is unknown)."""
+    free = cores if others is None else cores - others
+    return max(1, min(cap, free, cores))
+
+
+def explicit_threads(environ: MutableMapping[str, str] | None = None) -> tuple[int | None, str]:
+    """(count, source) of a thread count the user chose (``--threads`` / ``set_threads``, ``SEMID_THREADS``,
+    ``OMP_NUM_THREADS``), else (None, "auto")."""
+    if _state.get("threads_source") == "--threads" and _state.get("threads"):
+        return int(_state["threads"]), "--threads"
+    n, source = resolve_threads(None, environ)
+    if n is not None:
+        return n, source
+    env = os.environ if environ is None else environ
+    raw = env.get("OMP_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw), "OMP_NUM_THREADS"
+    return None, "auto"
+
+
+def small_op_threads(
+    *,
+    now: float | None = None,
+    cores: int | None = None,
+    others: Callable[[], int | None] = other_runnable,
+    environ: MutableMapping[str, str] | None = None,
+) -> tuple[int, str]:
+    """(thread count, source) for a small-op path starting now; see the module docstring."""
+    n, source = explicit_threads(environ)
+    if n is not None:
+        return n, source
+    now = time.monotonic() if now is None else now
+    if _small["n"] is None or now - float(_small["checked"]) >= RECHECK_S:
+        _small["n"] = choose_small_op_threads(available_cores() if cores is None else cores, others())
+        _small["checked"] = now
+    return int(_small["n"]), "auto"
+
+
+def recheck_load() -> None:
+    """Make the next ``small_ops()`` read the machine's load again (benchmarks switching load phases)."""
+    _small["n"] = None
+
+
+@contextlib.contextmanager
+def small_ops() -> Iterator[int]:
+    """Run the block at the small-op thread count (``small_op_threads``), then restore the previous count."""
+    import torch
+
+    n, source = small_op_threads()
+    prev = torch.get_num_threads()
+    if n != prev:
+        torch.set_num_threads(n)
+    used = _small["used"]
+    used[n] = used.get(n, 0) + 1
+    _small["source"] = source
+    try:
+        yield n
+    finally:
+        if n != prev:
+            torch.set_num_threads(prev)
+
+
+def set_threads(n: int | None) -> int:
+    """From Python: use ``n`` intra-op threads on every path (like ``--threads``); None returns to the
+    policy (torch's default for whole-matrix paths, ``small_ops()`` for decoding). Returns the count."""
+    import torch
+
+    if n is None:
+        _state["threads_source"], _state["threads"] = "torch default", None
+        torch.set_num_threads(_state.setdefault("default_threads", torch.get_num_threads()))
+        return torch.get_num_threads()
+    return apply(n)
+
+
 def apply(cli_threads: int | None = None) -> int:
     """Wait policy (if torch is not imported yet), then ``torch.set_num_threads``; returns the count."""
     apply_wait_policy()
     n, source = resolve_threads(cli_threads)
     import torch
 
+    _state.setdefault("default_threads", torch.get_num_threads())  # torch's own count, before any change
     if n is not None and torch.get_num_threads() != n:
         torch.set_num_threads(n)
-    _state["threads_source"] = source
+    _state["threads_source"], _state["threads"] = source, n
     return torch.get_num_threads()
 
 
@@ -100,4 +238,8 @@ def runtime_record() -> dict:
         "threads_source": _state.get("threads_source", "torch default"),
         "omp_wait_policy": os.environ.get(ENV_WAIT, "(unset: OpenMP default, spinning)"),
         "omp_wait_policy_before_torch": _state.get("wait_policy_before_torch", None),
+        # decoding: the count's source ("auto" = clamp(cores - other runnable threads, 1, 2)) and how many
+        # small-op calls (beam searches, service batches) ran at each thread count
+        "small_op_threads": _small.get("source", explicit_threads()[1]),
+        "small_op_threads_used": {str(k): v for k, v in sorted(_small["used"].items())},
     }

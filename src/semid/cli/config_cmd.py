@@ -3,6 +3,7 @@
     semid config show quickstart --seed=7          # the complete RunConfig as JSON (what config.json records)
     semid config show runs/x/config.json --train.lr=3e-4
     semid config fields rqvae                      # every RQ-VAE field: path, type, default, doc
+    semid config fields features                   # every feature kind (text, multihot, item2vec, ...)
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def show(
 
 def _sections():
     """{section name: (config instance listed, override prefix)} for `semid config fields`."""
+    from semid.encoders.feature_spec import FEATURE_KINDS
     from semid.pipeline.config import MODEL_KINDS, TOKENIZER_KINDS, CFSASRecConfig, DataConfig
     from semid.train.loop import TrainConfig
 
@@ -70,20 +72,25 @@ def _sections():
         for kind, cls in kinds.items():
             if cls is not None:
                 out[kind] = (cls(), f"{kind}.")
+    for kind, cls in FEATURE_KINDS.items():  # items of the run's `features` list: {"kind": ..., fields}
+        out[f"feature.{kind}"] = (cls(), "features[].")
     return out
 
 
 @config_app.command("fields")
 def fields(
-    section: str = typer.Argument(None, help="run | data | train | cf_sasrec | tokenizer | model | one "
-                                  "tokenizer or model kind (fusid, rqvae, musicrec, gpt2, t5, ...); default: all"),
+    section: str = typer.Argument(None, help="run | data | train | cf_sasrec | tokenizer | model | features | one "
+                                  "tokenizer or model kind (fusid, rqvae, musicrec, gpt2, t5, ...) or feature.<kind> "
+                                  "(feature.text, feature.item2vec, ...); default: all"),
 ):
     """List every config field with its type, default and one-line doc (set any with --<path>=<value>)."""
     from semid.config import describe
+    from semid.encoders.feature_spec import FEATURE_KINDS
     from semid.pipeline.config import MODEL_KINDS, TOKENIZER_KINDS, RunConfig
 
     sections = _sections()
-    groups = {"tokenizer": [k for k, c in TOKENIZER_KINDS.items() if c is not None], "model": list(MODEL_KINDS)}
+    groups = {"tokenizer": [k for k, c in TOKENIZER_KINDS.items() if c is not None], "model": list(MODEL_KINDS),
+              "features": [f"feature.{k}" for k in FEATURE_KINDS]}
     if section is not None and section not in sections and section not in groups:
         raise ConfigError(f"unknown config section {section!r}; valid: {[*sections, *groups]}")
     console = Console(width=200)

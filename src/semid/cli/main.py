@@ -34,7 +34,8 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 def _main(
     debug: bool = typer.Option(False, "--debug", help="show the traceback of an error (anywhere on the line)"),
     threads: int | None = typer.Option(
-        None, "--threads", help="intra-op threads (default: $SEMID_THREADS, else all available cores)"
+        None, "--threads", help="intra-op threads on every path (default: $SEMID_THREADS, else all available "
+        "cores, and 1-2 for decoding by how many cores other processes use: semid.threads)"
     ),
 ):
     """semid: semantic-ID generative recommendation."""

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from semid.data.stream_features import vectors_from_arrow
 from semid.data.types import Catalog, Dataset, Interactions
 from semid.data.validate import (
     dedupe,
     find_bad_vectors,
-    finite_matrix,
     parse_times,
     require_ids,
     vector_error,
@@ -264,12 +264,11 @@ def read_embedding_file(
     when None, ``<stem>.ids.txt`` / ``<stem>.ids.json`` beside the .npy are tried. Parquet / JSONL
     need an id column (``id_col``) and one list<float> column (``column``, auto-detected when unique).
     """
+    from semid.data import stream_features as sf  # bounded memory: memory maps, record batches
+
     path = require_file(path, "embedding file")
     if path.suffix == ".npy":
-        try:
-            mat = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: cannot read .npy ({e})") from None
+        mat = sf.load_npy_matrix(path)  # memory-mapped: rows are read when used
         if ids is None:
             cands = [path.with_name(path.stem + s) for s in (".ids.txt", ".ids.json")]
             found = [c for c in cands if c.is_file()]
@@ -293,6 +292,9 @@ def read_embedding_file(
         else:
             id_list, src = list(ids), "ids"
         id_arr = np.asarray([str(i) for i in id_list], dtype=object).astype(str)
+    elif path.suffix.lower() in (".parquet", ".pq"):
+        id_arr, mat, column = sf.read_parquet_vectors(path, id_col=id_col, column=column)
+        src = path
     else:
         table = read_table(path, string_columns=[id_col], what="embedding table")
         id_arr = _ids(_column(table, id_col, path, "id_col"), path, id_col)
@@ -317,21 +319,36 @@ def read_embedding_file(
         )
     if not np.issubdtype(mat.dtype, np.number) or np.issubdtype(mat.dtype, np.complexfloating):
         raise DataError(f"{path}: embeddings must be real numbers, got dtype {mat.dtype}")
-    mat = finite_matrix(mat, where=str(path), ids=id_arr)  # float32 first: 1e300 must fail, not become inf
+    mat = sf.finite_float32(mat, where=str(path), ids=id_arr)  # float32 first: 1e300 must fail, not become inf
     keep = dedupe(id_arr.tolist(), duplicates, where=str(src), what="item ids in the embedding id list")
+    if len(keep) == len(id_arr):  # no duplicate ids: no copy of the matrix
+        return id_arr, mat
     return id_arr[keep], mat[keep]
 
 
 def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarray, *, source: str) -> None:
-    """Add ``mat`` rows to ``catalog.embeddings[name]`` aligned by item id; absent items get mask False."""
+    """Add ``mat`` rows to ``catalog.embeddings[name]`` aligned by item id; absent items get mask False.
+
+    ``mat`` must be the caller's to give away: when its rows are the catalog's items in catalog order it
+    becomes the catalog's matrix without a copy (otherwise rows are copied in blocks into a new matrix).
+    """
     index = catalog.index_of()
     rows = np.asarray([index.get(i, -1) for i in ids.tolist()], dtype=np.int64)
     unknown = int((rows < 0).sum())
     if unknown:
         log.info("%s: ignored %d embedding rows for items not in the catalog", source, unknown)
+    aligned = len(rows) == catalog.n_items and bool((rows == np.arange(len(rows))).all())
+    if aligned and type(mat) is np.ndarray and mat.dtype == np.float32 and mat.flags.c_contiguous:
+        # rows already in catalog order: the matrix (fresh from the reader, not reused) becomes the catalog's
+        catalog.embeddings[name] = mat
+        catalog.masks[name] = np.ones(catalog.n_items, dtype=bool)
+        return
     full = np.zeros((catalog.n_items, mat.shape[1]), dtype=np.float32)
     mask = np.zeros(catalog.n_items, dtype=bool)
-    full[rows[rows >= 0]] = mat[rows >= 0]
+    step = 1 << 16  # rows copied per block: no second full-size temporary beside ``full``
+    for s in range(0, len(rows), step):
+        r = rows[s : s + step]
+        full[r[r >= 0]] = mat[s : s + step][r >= 0]
     mask[rows[rows >= 0]] = True
     catalog.embeddings[name] = full
     catalog.masks[name] = mask
@@ -352,7 +369,7 @@ def _item_catalog(items: str | Path, id_col: str, duplicates: str = "error") -> 
             continue
         col = table.column(f.name)
         if _is_float_list(f.type):  # a vector column is an embedding modality, not text
-            mat, problems = find_bad_vectors(col.to_pylist())
+            mat, problems = vectors_from_arrow(col)  # find_bad_vectors without Python lists
             if problems:
                 raise vector_error(problems, where=str(path), column=f.name, ids=ids)
             embs[f.name] = mat

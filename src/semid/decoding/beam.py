@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from semid.decoding.prefix_index import PrefixIndex
+from semid.threads import small_ops
 
 
 class DecodeStep(Protocol):
@@ -47,7 +48,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
 def beam_search(
     step: DecodeStep,
     batch: dict[str, torch.Tensor],
@@ -65,7 +65,16 @@ def beam_search(
 
     ``timings`` (optional) accumulates seconds spent in the model (``model``) and in the constraint
     (``constraint``: mask + child lookup); the device is synchronised around each part when given.
+
+    Runs at the small-op intra-op thread count (``semid.threads.small_ops``: fewer threads when other
+    processes share the cores; an explicit ``--threads`` / ``SEMID_THREADS`` wins).
     """
+    with small_ops():
+        return _beam_search(step, batch, index, beam=beam, k=k, timings=timings, item_mask=item_mask)
+
+
+@torch.no_grad()
+def _beam_search(step, batch, index, *, beam, k, timings, item_mask) -> BeamResult:
     if beam < 1 or k < 1:
         raise ValueError(f"beam and k must be >= 1, got beam={beam}, k={k}")
     t_model = time.perf_counter()

@@ -18,8 +18,14 @@ Layout (L levels, item tokens ``tok`` int64 [n_items, L]):
 * Item masks (``semid.decoding.masks``): ``alive(mask)`` turns a per-row item mask [B, n_items] into, per
   level, which prefixes still lead to an allowed item ([B, n_prefix[l]], a bottom-up OR over ``parent``);
   ``allowed_alive`` is ``allowed`` restricted to live children, so masked items are unreachable.
-* ``add_items`` appends items (the live catalog): the arrays are rebuilt from all token tuples, O(n log n),
-  and swapped into this same object, so every holder of the index sees the new items.
+* The live catalog patches the index in place: ``add_items`` merges the new keys into each level's sorted
+  keys and ``remove_items`` drops an item's leaf and every prefix left without children. A level's insert
+  or delete shifts the prefix ids after it, so the next level's keys are re-encoded through that monotone
+  id map (their order is kept, nothing is re-sorted): O(n_prefix) array work per level and call, no
+  ``np.unique`` over all codes. The layout (``lo``, ``sizes``) is fixed at construction (pass the
+  codebook ranges so any code the model can emit fits); a token outside it is the one case that rebuilds
+  (counted in ``rebuilds``). ``n_items`` is the width of the item-index space (item masks are
+  [B, n_items]); ``n_leaves`` the items currently in the index. Every holder of the object sees each patch.
 """
 
 from __future__ import annotations
@@ -50,18 +56,25 @@ class PrefixIndex:
         self.L = len(sizes)
         self.lo = [int(x) for x in lo]
         self.sizes = [int(s) for s in sizes]
-        self.n_prefix = [1] + [len(k) for k in keys]
         self.dense_limit = int(dense_limit)
         self.device = torch.device(device)
+        self.rebuilds = 0  # add_items calls that had to re-lay the index out (a token outside lo/sizes)
+        leaf_item = np.asarray(leaf_item, dtype=np.int64)
+        self._n_items = int(leaf_item.max()) + 1 if len(leaf_item) else 0
+        self._refresh([np.asarray(k, dtype=np.int64) for k in keys], leaf_item)
+
+    def _refresh(self, keys: list[np.ndarray], leaf_item: np.ndarray) -> None:
+        """Set every derived array (CSR row pointers, parents, device tensors, dense masks) from the keys."""
+        self.n_prefix = [1] + [len(k) for k in keys]
         # numpy copies for the per-sequence API (next_tokens) used by HF's prefix_allowed_tokens_fn.
-        self._keys_np = [np.asarray(k, dtype=np.int64) for k in keys]
-        self._ptr_np = [
-            np.searchsorted(k, np.arange(self.n_prefix[lvl] + 1, dtype=np.int64) * self.sizes[lvl])
-            for lvl, k in enumerate(self._keys_np)
-        ]
-        self._leaf_np = np.asarray(leaf_item, dtype=np.int64)
+        self._keys_np = keys
         # parent prefix id (level l) of each child at level l + 1, for the bottom-up OR of ``alive``
-        self._parent_np = [k // self.sizes[lvl] for lvl, k in enumerate(self._keys_np)]
+        self._parent_np = [k // self.sizes[lvl] for lvl, k in enumerate(keys)]
+        self._ptr_np = [
+            np.concatenate([[0], np.cumsum(np.bincount(par, minlength=self.n_prefix[lvl]))]).astype(np.int64)
+            for lvl, par in enumerate(self._parent_np)
+        ]
+        self._leaf_np = leaf_item
         self.parent = [torch.as_tensor(p, device=self.device) for p in self._parent_np]
         self.keys = [torch.as_tensor(k, device=self.device) for k in self._keys_np]
         self.ptr = [torch.as_tensor(p, device=self.device) for p in self._ptr_np]
@@ -81,10 +94,19 @@ class PrefixIndex:
         cls,
         tokens: np.ndarray | torch.Tensor,
         *,
+        items: np.ndarray | None = None,
+        n_items: int | None = None,
+        lo: Sequence[int] | None = None,
+        sizes: Sequence[int] | None = None,
         dense_limit: int = DENSE_LIMIT,
         device: str | torch.device = "cpu",
     ) -> PrefixIndex:
-        """Build from item token tuples int64 [n_items, L] (row i = item i); tuples must be unique."""
+        """Build from item token tuples int64 [m, L]; tuples must be unique.
+
+        items: the item index of each row (default 0..m-1); n_items: width of the item-index space (default
+        the largest index + 1). lo / sizes: the token layout per level (default the range the tokens span);
+        a token outside a given layout is a DataError.
+        """
         tok = tokens.detach().cpu().numpy() if torch.is_tensor(tokens) else np.asarray(tokens)
         tok = tok.astype(np.int64, copy=False)
         if tok.ndim != 2 or tok.shape[0] == 0 or tok.shape[1] == 0:
@@ -95,8 +117,21 @@ class PrefixIndex:
             raise DataError(
                 "PrefixIndex.from_codes: negative token ids (items without codes?); drop or fill them"
             )
-        lo = tok.min(axis=0)
-        sizes = (tok.max(axis=0) - lo + 1).tolist()
+        items = np.arange(len(tok), dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
+        width = int(items.max()) + 1 if n_items is None else int(n_items)
+        if items.shape != (len(tok),) or items.min() < 0 or items.max() >= width or len(np.unique(items)) != len(items):
+            raise DataError(f"PrefixIndex.from_codes: items must be {len(tok)} distinct indices in [0, {width})")
+        if lo is None or sizes is None:
+            lo = tok.min(axis=0)
+            sizes = (tok.max(axis=0) - lo + 1).tolist()
+        lo, sizes = np.asarray(lo, dtype=np.int64), [int(x) for x in sizes]
+        if len(lo) != tok.shape[1] or len(sizes) != tok.shape[1]:
+            raise DataError(f"PrefixIndex.from_codes: lo / sizes need {tok.shape[1]} levels")
+        outside = (tok < lo) | (tok >= lo + np.asarray(sizes))
+        if outside.any():
+            r, c = np.argwhere(outside)[0]
+            raise DataError(f"PrefixIndex.from_codes: token {int(tok[r, c])} at level {c} is outside the layout "
+                            f"[{int(lo[c])}, {int(lo[c]) + sizes[c]})")
         prefix = np.zeros(len(tok), dtype=np.int64)  # prefix id of each item at the current level
         keys = []
         for lvl in range(tok.shape[1]):
@@ -111,24 +146,135 @@ class PrefixIndex:
                 "resolve collisions in the tokenizer (semid.tokenizers.ids.resolve_collisions)"
             )
         leaf_item = np.empty(len(tok), dtype=np.int64)
-        leaf_item[prefix] = np.arange(len(tok))
+        leaf_item[prefix] = items
         index = cls(lo=lo, sizes=sizes, keys=keys, leaf_item=leaf_item, dense_limit=dense_limit, device=device)
-        index._tokens_np = tok.copy()
+        index._n_items = width
+        index._tokens_np = np.full((width, tok.shape[1]), -1, dtype=np.int64)  # tokens of every item index
+        index._tokens_np[items] = tok
+        index._live_np = np.zeros(width, dtype=bool)  # item index -> has a leaf now
+        index._live_np[items] = True
         return index
 
-    def add_items(self, tokens: np.ndarray) -> None:
-        """Append items with token tuples int64 [m, L] (indices n_items .. n_items + m - 1), in place.
+    def rebuilt(self) -> PrefixIndex:
+        """A fresh index over the same live items and layout (what every patch must equal)."""
+        live = np.flatnonzero(self._live_np)
+        return PrefixIndex.from_codes(self._tokens_np[live], items=live, n_items=self._n_items, lo=self.lo,
+                                      sizes=self.sizes, dense_limit=self.dense_limit, device=self.device)
 
-        Raises DataError (and leaves the index unchanged) when a tuple is already taken or the width differs.
+    def _check_patchable(self) -> None:
+        if getattr(self, "_tokens_np", None) is None:
+            raise DataError("PrefixIndex: add_items / remove_items need an index built by PrefixIndex.from_codes")
+
+    def _leaf_of(self, tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token tuples (m, L) -> (leaf prefix id (m,), found bool (m,)), walking the sorted keys."""
+        p = np.zeros(len(tok), dtype=np.int64)
+        found = np.ones(len(tok), dtype=bool)
+        for lvl in range(self.L):
+            keys = self._keys_np[lvl]
+            key = p * self.sizes[lvl] + (tok[:, lvl] - self.lo[lvl])
+            pos = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+            found &= (keys[pos] == key) if len(keys) else False
+            p = np.where(found, pos, 0)
+        return p, found
+
+    def add_items(self, tokens: np.ndarray, items: np.ndarray | None = None) -> None:
+        """Insert items with token tuples int64 [m, L], in place; ``items`` their indices (default the next
+        m indices n_items .. n_items + m - 1, the live catalog's case).
+
+        Raises DataError (and leaves the index unchanged) when a tuple is taken, an index is in use, or the
+        width differs. A token outside the layout re-lays the whole index out (``rebuilds`` += 1).
         """
-        old = getattr(self, "_tokens_np", None)
-        if old is None:
-            raise DataError("PrefixIndex.add_items needs an index built by PrefixIndex.from_codes")
-        tokens = np.asarray(tokens, dtype=np.int64)
-        if tokens.ndim != 2 or tokens.shape[1] != self.L:
-            raise DataError(f"PrefixIndex.add_items: expected int [m, {self.L}] tokens, got {tokens.shape}")
-        new = PrefixIndex.from_codes(np.concatenate([old, tokens]), dense_limit=self.dense_limit, device=self.device)
-        self.__dict__.update(new.__dict__)
+        self._check_patchable()
+        tok = np.asarray(tokens, dtype=np.int64)
+        if tok.ndim != 2 or tok.shape[1] != self.L or (tok < 0).any():
+            raise DataError(f"PrefixIndex.add_items: expected non-negative int [m, {self.L}] tokens, got {tok.shape}")
+        m = len(tok)
+        items = (np.arange(self._n_items, self._n_items + m, dtype=np.int64) if items is None
+                 else np.asarray(items, dtype=np.int64).reshape(-1))
+        if len(items) != m or (items < 0).any() or len(np.unique(items)) != m:
+            raise DataError(f"PrefixIndex.add_items: need {m} distinct non-negative item indices")
+        reused = items[items < self._n_items]
+        if len(reused) and (self._tokens_np[reused] >= 0).any():
+            raise DataError(f"PrefixIndex.add_items: item indices already used: {reused[:5].tolist()}")
+        if m == 0:
+            return
+        if len(np.unique(tok, axis=0)) != m:
+            raise DataError("PrefixIndex.add_items: two new items share a code tuple")
+        lo, hi = np.asarray(self.lo), np.asarray(self.lo) + np.asarray(self.sizes)
+        row_inside = ((tok >= lo) & (tok < hi)).all(axis=1)  # a row outside the layout cannot be taken
+        if self._leaf_of(tok[row_inside])[1].any():
+            raise DataError("PrefixIndex.add_items: a new item would share a code tuple with a live item")
+        if not row_inside.all():  # the fixed key encoding cannot hold this token: re-lay out over the union
+            live = np.flatnonzero(self._live_np)
+            all_tok = np.concatenate([self._tokens_np[live], tok])
+            new_lo = np.minimum(lo, tok.min(axis=0))
+            new = PrefixIndex.from_codes(all_tok, items=np.concatenate([live, items]),
+                                         n_items=max(self._n_items, int(items.max()) + 1), lo=new_lo,
+                                         sizes=(np.maximum(hi, tok.max(axis=0) + 1) - new_lo).tolist(),
+                                         dense_limit=self.dense_limit, device=self.device)
+            self._grow(new.n_items)
+            self._tokens_np[items], self._live_np[items] = tok, True
+            self.lo, self.sizes, self.rebuilds = new.lo, new.sizes, self.rebuilds + 1
+            self._refresh(new._keys_np, new._leaf_np)
+            return
+        self._grow(int(items.max()) + 1)
+        self._tokens_np[items] = tok
+        self._live_np[items] = True
+        keys = [k for k in self._keys_np]
+        prefix = np.zeros(m, dtype=np.int64)  # new rows' prefix id at the current level (new numbering)
+        remap = None  # old prefix id at this level -> new id, after the previous level's inserts
+        for lvl in range(self.L):
+            S = self.sizes[lvl]
+            old = keys[lvl]
+            if remap is not None:  # parents shifted: re-encode, order unchanged (remap is increasing)
+                old = remap[old // S] * S + old % S
+            cand = np.unique(prefix * S + (tok[:, lvl] - self.lo[lvl]))
+            ins = cand[~np.isin(cand, old, assume_unique=True)]
+            merged = np.sort(np.concatenate([old, ins]), kind="stable")
+            remap = np.arange(len(old), dtype=np.int64) + np.searchsorted(ins, old)  # old position -> merged
+            prefix = np.searchsorted(merged, prefix * S + (tok[:, lvl] - self.lo[lvl]))
+            keys[lvl] = merged
+        leaf = np.empty(len(keys[-1]), dtype=np.int64)
+        leaf[remap] = self._leaf_np
+        leaf[prefix] = items
+        self._refresh(keys, leaf)
+
+    def remove_items(self, items: np.ndarray) -> None:
+        """Drop live items (indices) from the index in place: their leaves and every prefix left without a
+        child. Their indices stay reserved (``n_items`` does not shrink). DataError, index unchanged, for an
+        index that is not live or a removal that would leave the index empty."""
+        self._check_patchable()
+        items = np.unique(np.asarray(items, dtype=np.int64).reshape(-1))
+        if len(items) == 0:
+            return
+        if items.min() < 0 or items.max() >= self._n_items or not self._live_np[items].all():
+            bad = [int(i) for i in items if not (0 <= i < self._n_items and self._live_np[i])]
+            raise DataError(f"PrefixIndex.remove_items: not in the index: {bad[:5]}")
+        if len(items) == self.n_leaves:
+            raise DataError("PrefixIndex.remove_items: would remove every item (an index needs at least one)")
+        leaf, _ = self._leaf_of(self._tokens_np[items])
+        keep = [np.ones(n, dtype=bool) for n in self.n_prefix[1:]]  # per level: key kept
+        keep[-1][leaf] = False
+        for lvl in range(self.L - 1, 0, -1):  # bottom-up: a prefix whose children are all gone goes too
+            kids = np.bincount(self._parent_np[lvl][keep[lvl]], minlength=self.n_prefix[lvl])
+            keep[lvl - 1] &= kids > 0
+        keys, remap = [], None
+        for lvl in range(self.L):  # top-down: drop, then re-encode the next level through the id map
+            S = self.sizes[lvl]
+            k = self._keys_np[lvl][keep[lvl]]
+            if remap is not None:
+                k = remap[k // S] * S + k % S
+            keys.append(k)
+            remap = np.cumsum(keep[lvl]) - 1  # old prefix id at level lvl + 1 -> new (valid where kept)
+        self._live_np[items] = False
+        self._refresh(keys, self._leaf_np[keep[-1]])
+
+    def _grow(self, width: int) -> None:
+        if width > self._n_items:
+            self._tokens_np = np.concatenate(
+                [self._tokens_np, np.full((width - self._n_items, self.L), -1, dtype=np.int64)])
+            self._live_np = np.concatenate([self._live_np, np.zeros(width - self._n_items, dtype=bool)])
+            self._n_items = width
 
     def to(self, device: str | torch.device) -> PrefixIndex:
         if torch.device(device) == self.device:
@@ -141,12 +287,19 @@ class PrefixIndex:
             dense_limit=self.dense_limit,
             device=device,
         )
+        moved._n_items, moved.rebuilds = self._n_items, self.rebuilds
         if hasattr(self, "_tokens_np"):
-            moved._tokens_np = self._tokens_np
+            moved._tokens_np, moved._live_np = self._tokens_np, self._live_np
         return moved
 
     @property
     def n_items(self) -> int:
+        """Width of the item-index space (item masks are [B, n_items]); removed indices stay reserved."""
+        return self._n_items
+
+    @property
+    def n_leaves(self) -> int:
+        """Items currently in the index."""
         return len(self._leaf_np)
 
     def nbytes(self) -> int:

@@ -2,7 +2,8 @@
 
 Text (sentence-transformers), multi-hot sets, item2vec co-occurrence, image (open-clip) and audio
 (librosa) encoders share the ``Encoder`` interface below; ``features.build_features`` runs them per
-a config through the disk cache in ``cache.py``. Heavy dependencies are imported lazily.
+typed feature spec (``feature_spec.py``) through the disk cache in ``cache.py``. Heavy dependencies are
+imported lazily.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from semid.errors import ConfigError
-from semid.models.seqdata import CodeSeqRecommender, SequenceWindows, decoder_batch, sequence_batch
+from semid.models.code_batches import decoder_batch, sequence_batch
+from semid.models.codeseq import CodeSeqRecommender
+from semid.models.next_item_examples import SequenceWindows
 from semid.models.vocab import BOS, EOS, PAD
 
 
@@ -41,7 +43,7 @@ class GPT2RecConfig:
     objective: str = "sequence"  # sequence (LM over item codes, all positions) | next (one target per row)
     beam: int = 20  # beam width for recommend()
     valid_beam: int = 10  # cheaper beam for validation during training
-    valid_users: int = 512  # validation users sampled for early stopping
+    valid_users: int = 0  # validation users scored for model selection: 0 = all, n > 0 = a fixed sample of n
     eval_batch_size: int = 64  # histories decoded together
 
 
@@ -145,18 +147,20 @@ class GPT2Step:
 @torch.no_grad()
 def gpt2_next_logp(model: torch.nn.Module, context: np.ndarray, prefix: tuple[int, ...]) -> np.ndarray:
     """Reference scorer: full forward of ``context + prefix`` (no padding, no cache) -> log-probs [V]."""
-    ids = torch.as_tensor(np.concatenate([context, np.asarray(prefix, dtype=np.int64)]))[None]
+    dev = next(model.parameters()).device
+    ids = torch.as_tensor(np.concatenate([context, np.asarray(prefix, dtype=np.int64)]), device=dev)[None]
     logits = model(input_ids=ids, use_cache=False).logits[0, -1]
-    return torch.log_softmax(logits.float(), -1).numpy()
+    return torch.log_softmax(logits.float(), -1).cpu().numpy()
 
 
 @torch.no_grad()
 def gpt2_sequence_logp(model: torch.nn.Module, context: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Oracle scorer: teacher-forced summed log-prob of each candidate code (n, L) after ``context``."""
     n, L = cand.shape
-    ids = torch.as_tensor(np.concatenate([np.repeat(context[None], n, 0), cand], axis=1))
+    dev = next(model.parameters()).device
+    ids = torch.as_tensor(np.concatenate([np.repeat(context[None], n, 0), cand], axis=1), device=dev)
     logp = torch.log_softmax(model(input_ids=ids, use_cache=False).logits[:, -L - 1 : -1].float(), -1)
-    return logp.gather(2, torch.as_tensor(cand)[:, :, None]).squeeze(2).sum(1).numpy()
+    return logp.gather(2, torch.as_tensor(cand, device=dev)[:, :, None]).squeeze(2).sum(1).cpu().numpy()
 
 
 class GPT2Rec(CodeSeqRecommender):

@@ -4,7 +4,9 @@ fit learns skip-gram item2vec embeddings on the TRAIN sequences only (``semid.en
 recommend ranks every item by cosine similarity to the mean of the history's last ``context``
 embedded items (context=1: the last song). The query items themselves are ranked last (a radio
 playlist rarely repeats the song just played), items without an embedding (never in train) rank
-after every embedded item by train popularity, so each row always lists k distinct items.
+after every embedded item by train popularity, so each row always lists k distinct items. Business-rule
+masks (``exclude=`` / ``allowed=``, as every recommender: ``semid.decoding.masks``) drop items from the
+ranking before the top-k, so k allowed items come back whenever k exist.
 ``recommend_reference`` is the plain per-row loop the vectorised ``recommend`` is tested against.
 """
 
@@ -100,28 +102,48 @@ class Item2VecKNN:
             s[rows, cols] = _QUERY + self.pop_bonus_[cols]
         return s
 
-    def recommend(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(self, histories: list[np.ndarray], k: int, *, exclude=None,
+                  allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by score (ties -> smaller item index). ``exclude`` (one item-index array per history) and
+        ``allowed`` (bool [n_items] or [B, n_items]) mask items as in ``semid.decoding.masks.item_mask``:
+        a masked item is never returned, k items come back whenever k are allowed, rows pad with -1 / -inf."""
+        from semid.decoding.masks import item_mask
+
         s = self.scores(histories)
+        mask = item_mask(self.n_items_, len(histories), exclude=exclude, allowed=allowed)
+        if mask is not None:
+            s[~mask] = -np.inf  # every real score is finite (bands above), so -inf marks exactly the masked items
         k_eff = min(k, self.n_items_)
         top = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff] if k_eff < s.shape[1] else np.tile(
             np.arange(s.shape[1]), (len(s), 1))
         part = np.take_along_axis(s, top, axis=1)
         order = np.lexsort((top, -part), axis=1)  # best score first, ties -> smaller item index
         items = np.take_along_axis(top, order, axis=1)
+        top_s = np.take_along_axis(s, items, axis=1)
+        dead = np.isneginf(top_s)  # fewer than k allowed items in this row
         out_i = np.full((len(s), k), -1, dtype=np.int64)
         out_s = np.full((len(s), k), -np.inf, dtype=np.float32)
-        out_i[:, :k_eff] = items
-        out_s[:, :k_eff] = np.take_along_axis(s, items, axis=1)
+        out_i[:, :k_eff] = np.where(dead, -1, items)
+        out_s[:, :k_eff] = top_s
         return out_i, out_s
 
-    def recommend_reference(self, histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Plain loop over rows and items: the definition ``recommend`` must match."""
+    def recommend_reference(self, histories: list[np.ndarray], k: int, *, exclude=None,
+                            allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Plain loop over rows and items: the definition ``recommend`` must match (masks included:
+        a masked item is skipped, never ranked)."""
         out_i = np.full((len(histories), k), -1, dtype=np.int64)
         out_s = np.full((len(histories), k), -np.inf, dtype=np.float32)
         for r, h in enumerate(histories):
             items = self._query(h)
+            banned = set() if exclude is None else set(np.asarray(exclude[r], dtype=np.int64).tolist())
             ranked = []
             for i in range(self.n_items_):
+                if i in banned:
+                    continue
+                if allowed is not None:
+                    a = np.asarray(allowed, dtype=bool)
+                    if not (a[i] if a.ndim == 1 else a[r, i]):
+                        continue
                 if not len(items):
                     score = self.pop_bonus_[i]
                 elif self.config.exclude_query and i in set(items.tolist()):

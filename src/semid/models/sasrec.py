@@ -97,6 +97,12 @@ class SASRecNet(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(_Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
+        # Every Linear and Embedding starts at N(0, 0.02) with zero bias (as RecBole and GPT-2): PyTorch's
+        # default uniform init of the Linear layers learned markedly slower on MovieLens validation.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
         nn.init.normal_(self.item_emb.weight, std=0.02)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
         with torch.no_grad():

@@ -3,8 +3,9 @@
 The encoder reads ``<bos> codes(h_1) .. codes(h_n)``, the decoder generates the next item's L codes
 (+ ``<eos>`` during training) under the prefix-index constraint, beam 20 at inference.
 
-Reusable pieces for multi-task models (MusicRec's uni-/multi-modal generation and text<->image alignment,
-several code spaces and task-prefix tokens in one SemanticVocab):
+This is the one T5 code path: TIGER, LETTER, FusID + T5 use T5Rec, and MusicRec's multi-task generator
+(``semid.models.musicrec_gen.MusicRecGenerator``) is a T5Rec with task-prefix tokens and two code spaces.
+Its pieces:
   ``build_t5(vocab_size, config)``         a randomly initialised T5 for any vocabulary
   ``seq2seq_loss(model, batch)``            CE on {src_ids, src_mask, tgt_ids} batches (tgt right-padded with <pad>)
   ``T5Step`` / ``t5_decode(...)``           constrained beam search under any PrefixIndex (one space or several)
@@ -24,7 +25,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from semid.decoding.beam import BeamResult, beam_search
 from semid.decoding.prefix_index import PrefixIndex
 from semid.errors import ConfigError
-from semid.models.seqdata import CodeSeqRecommender, seq2seq_batch
+from semid.models.code_batches import seq2seq_batch
+from semid.models.codeseq import CodeSeqRecommender
 from semid.models.vocab import EOS, PAD
 
 DECODER_START = PAD  # T5 convention: the decoder starts from <pad>
@@ -44,7 +46,7 @@ class T5RecConfig:
     max_history: int = 20  # items of history kept (TIGER: 20)
     beam: int = 20  # beam width for recommend() (MusicRec / TIGER: 20)
     valid_beam: int = 10  # cheaper beam for validation during training
-    valid_users: int = 512  # validation users sampled for early stopping
+    valid_users: int = 0  # validation users scored for model selection: 0 = all, n > 0 = a fixed sample of n
     eval_batch_size: int = 64  # histories decoded together
 
 
@@ -195,7 +197,7 @@ class T5Rec(CodeSeqRecommender):
         self.config = config if config is not None else T5RecConfig()
 
     def _build_model(self, vocab_size: int) -> torch.nn.Module:
-        return build_t5(vocab_size, self.config)
+        return build_t5(vocab_size, self.seq_config)
 
     def _collate(self, H: np.ndarray, targets: np.ndarray | None) -> dict:
         return seq2seq_batch(H, self.item_tokens_, targets)

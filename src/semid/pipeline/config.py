@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from semid.config import TaggedUnion
+from semid.encoders.feature_spec import FEATURE_KINDS, FeatureSection, coerce_features
 from semid.models.gpt2rec import GPT2RecConfig
 from semid.models.gru4rec import GRU4RecConfig
 from semid.models.item2vec_knn import Item2VecKNNConfig
@@ -97,21 +98,25 @@ class CFSASRecConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A whole pipeline. ``features`` attach modality embeddings to the catalog before tokenizing.
+    """A whole pipeline. ``features`` are built (``semid.encoders.features``) and attached to the catalog under
+    their names before tokenizing; tokenizers select them by name (``rqvae.modality=text``).
 
-    Feature specs are ``name=kind[:args]``:
+    Each feature is a typed spec ``{"kind": "text" | "multihot" | "image" | "audio" | "item2vec" | "sasrec" |
+    "codes" | "precomputed", "name": ..., ...}`` (``semid config fields features``). The strings
+    ``name=kind[:args]`` are sugar for them:
       text:f1,f2      sentence-transformers over the fields rendered to text (title, tags, ...)
-      multihot:f      multi-hot of a set field (genres, categories), see MultiHotConfig
+      multihot:f      multi-hot of a set field (genres, categories), see MultiHotConfig (image:f, audio:f alike)
       codes:k[,decay=d]  per-level one-hots of precomputed code tuples catalog.codes[k] (MQL4GRec
                          indices); level l scaled by d**l (default 1 = plain one-hots)
       item2vec[:window=w,dim=d]  skip-gram co-occurrence embeddings learned on the TRAIN split only
       sasrec          SASRec item embeddings (see cf_sasrec) learned on the TRAIN split only
+      precomputed:k_or_file.npy[,dim=d]  a catalog embedding or a float .npy [n_items, d] as it is
     """
 
     name: str = "run"  # label written into metrics.json
     seed: int = 0  # --seed sets every seed field below (k-means, item2vec, trainers, ...) to this value
     data: DataConfig = field(default_factory=DataConfig)  # dataset and evaluation protocol
-    features: tuple[str, ...] = ()  # modality specs, see class docstring
+    features: tuple[FeatureSection, ...] = ()  # item features built before tokenizing, see the class docstring
     tokenizer: TokenizerSection = field(default_factory=FusIDConfig)  # item IDs: none | fusid | rqvae | ...
     model: ModelSection = field(default_factory=GPT2RecConfig)  # recommender: popular | sasrec | gpt2 | ...
     train: TrainConfig = field(default_factory=TrainConfig)  # the recommender's optimisation settings
@@ -121,6 +126,11 @@ class RunConfig:
     # Full-ranking metrics on the whole validation split after training (metrics_valid.json). Off halves the
     # final evaluation on large catalogs; early stopping still uses the model's sampled validation users.
     eval_valid: bool = True
+
+    def __post_init__(self):
+        # library sugar: RunConfig(features=("cf=sasrec",)) holds the typed specs (item2vec seeded with the run seed)
+        if not isinstance(self.features, tuple) or not all(type(f) in FEATURE_KINDS.values() for f in self.features):
+            object.__setattr__(self, "features", coerce_features(self.features, seed=self.seed))
 
 
 def tokenizer_kind(cfg: RunConfig) -> str:

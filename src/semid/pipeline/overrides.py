@@ -7,8 +7,9 @@ config file flattened). It is applied in a fixed order, so the order of its keys
    ``tokenizer_preset=<name>``. Selecting another kind replaces the section with that kind's defaults
    (a tokenizer preset with its complete config, and its generation tasks on a ``musicrec_gen`` model);
    selecting the kind already there keeps its settings.
-2. ``seed=<n>`` sets every field named ``seed`` in the tree (found by walking it); ``device=<d>`` other
-   than ``auto`` sets every field named ``device``.
+2. ``features=[...]`` (typed specs, JSON objects or ``name=kind[:args]`` strings, whose item2vec takes the
+   run seed); then ``seed=<n>`` sets every field named ``seed`` in the tree (found by walking it, the
+   feature specs included); ``device=<d>`` other than ``auto`` sets every field named ``device``.
 3. every other key (each config object rebuilt once with all its new values). ``<kind>.<field>`` addresses the tokenizer or model section while it holds
    that kind (``rqvae.n_levels``, ``fusid.pq.K``, ``gpt2.n_layer``, ``musicrec_gen.t5.beam``) and is
    refused, naming the section's fields, when it holds another; ``tokenizer.<field>`` / ``model.<field>``
@@ -35,6 +36,7 @@ from semid.config import (
     set_paths,
     to_dict,
 )
+from semid.encoders.feature_spec import coerce_features, upgrade_features
 from semid.errors import ConfigError
 from semid.pipeline.config import (
     MODEL_KINDS,
@@ -59,6 +61,8 @@ def apply(cfg: RunConfig, layer: dict[str, Any]) -> RunConfig:
     for key in SELECTIONS:
         if key in rest:
             cfg = select(cfg, key, rest.pop(key))
+    if "features" in rest:
+        cfg = dataclasses.replace(cfg, features=coerce_features(rest.pop("features"), seed=cfg.seed))
     if "seed" in rest:
         cfg = set_path(cfg, "seed", rest.pop("seed"))
         cfg = replace_everywhere(cfg, "seed", cfg.seed)
@@ -195,6 +199,8 @@ def is_legacy(raw: dict) -> bool:
 def upgrade_legacy(raw: dict) -> dict:
     """A config.json of the one-section-per-component layout -> the tagged-union layout, holding exactly the
     tokenizer, model and z_cf SASRec the old runner built from it. Other dicts are returned unchanged."""
+    if isinstance(raw, dict):
+        raw = upgrade_features(raw)  # string feature specs -> typed ones, item2vec seeded with the run seed
     if not isinstance(raw, dict) or not is_legacy(raw):
         return _fill_new_layout(raw)
     from semid.models.musicrec_gen import MusicRecGenConfig

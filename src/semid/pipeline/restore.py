@@ -106,10 +106,14 @@ def _load_legacy(model, cfg: RunConfig, ds: Dataset, split: Split, model_dir: Pa
     log.warning("%s was saved before recommenders had save/load; loading its weights into a rebuilt model", model_dir)
     if model_kind(cfg) in UNTRAINED_MODELS:
         return model.fit(model_train(cfg, split.train), ds.catalog, None)
+    if model_kind(cfg) == "musicrec_gen":  # saved before the generator took T5Rec's '<bos>|<task> codes' inputs
+        raise CheckpointError(
+            f"{model_dir}: a MusicRec generator saved by an earlier semid (its encoder inputs were "
+            "'<task> codes.. <eos>'); its weights would decode wrongly. Train it again: "
+            f"`semid run --config {model_dir.parent / 'config.json'} --run-dir NEW_DIR`"
+        )
     if hasattr(model, "init_model"):  # GPT2Rec / T5Rec / GRU4Rec
         model.init_model(ds.catalog, split.train)
-    elif hasattr(model, "build_model"):  # MusicRecGenerator
-        model.model_ = model.build_model()
     else:  # SASRec
         from semid.models.sasrec import SASRecNet
 

@@ -22,12 +22,13 @@ from pathlib import Path
 from semid.config import differences, to_dict
 from semid.data import dataset_stats, k_core, leave_one_out, load_dataset, min_length, playlist_continuation
 from semid.data.types import Dataset, Interactions, Split
+from semid.encoders.feature_spec import upgrade_features
+from semid.encoders.features import attach_features
 from semid.errors import ConfigError, DataError
 from semid.eval.evaluator import evaluate, write_metrics
 from semid.io import make_run_dir, read_json, write_json
 from semid.manifest import write_manifest
 from semid.pipeline.config import MODELS, TOKENIZERS, RunConfig, model_kind, tokenizer_kind
-from semid.pipeline.features import attach_features
 from semid.tokenizers.ids import conflict_summary
 from semid.train import distributed
 from semid.train.loop import seed_everything
@@ -116,15 +117,15 @@ def build_features(cfg: RunConfig, ds: Dataset, split: Split, run_dir: Path | No
     """Attach ``cfg.features`` to ``ds.catalog`` (collaborative ones trained on the train split only; the z_cf
     SASRec's checkpoints under ``run_dir/cf_sasrec``); the one feature path of ``semid run`` and ``tokenize``."""
     cf_dir = None if run_dir is None else Path(run_dir) / "cf_sasrec"
-    return attach_features(ds.catalog, split.train, cfg.features, dataset=ds.name, seed=cfg.seed,
+    return attach_features(cfg.features, ds.catalog, split.train, dataset=ds.name,
                            sasrec_fn=cf_sasrec_trainer(cfg, cf_dir, split.valid))
 
 
 def uses_cf_sasrec(cfg: RunConfig) -> bool:
     """Whether a feature spec trains the z_cf SASRec (``name=sasrec``)."""
-    from semid.pipeline.features import parse_spec
+    from semid.encoders.feature_spec import SASRecFeature
 
-    return any(parse_spec(spec)[1] == "sasrec" for spec in cfg.features)
+    return any(isinstance(spec, SASRecFeature) for spec in cfg.features)
 
 
 def check_modalities(cfg: RunConfig, catalog) -> None:
@@ -139,7 +140,7 @@ def check_modalities(cfg: RunConfig, catalog) -> None:
     if missing:
         raise ConfigError(
             f"tokenizer {tokenizer_kind(cfg)} needs catalog modalities {missing}, which neither the dataset nor "
-            f"--features={list(cfg.features)} provides (have {sorted(have)}); add feature specs, e.g. "
+            f"--features={[f.name for f in cfg.features]} provides (have {sorted(have)}); add feature specs, e.g. "
             "--features='[\"text=text:title\", \"cf=sasrec\"]', or point the tokenizer at an existing modality"
         )
 
@@ -207,13 +208,7 @@ def build_model(cfg: RunConfig, tokenizer, tasks=None, run_dir: Path | None = No
         from semid.models.musicrec_gen import MusicRecGenerator
 
         tasks = tuple(c.tasks) if tasks is None else tuple(tasks)
-        if hasattr(tokenizer, "text_codes_"):
-            spaces = {"text": tokenizer.text_codes_, "image": tokenizer.image_codes_}
-        else:
-            space = "image" if tasks and all("image" in t for t in tasks) else "text"
-            spaces = {space: tokenizer.codes_}
-        return MusicRecGenerator(spaces=spaces, config=dataclasses.replace(c, tasks=tasks), train=cfg.train,
-                                 run_dir=run_dir)
+        return MusicRecGenerator.from_tokenizer(tokenizer, tasks=tasks, config=c, train=cfg.train, run_dir=run_dir)
     raise ConfigError(f"model {name!r} has no builder; valid: {MODELS}")
 
 
@@ -238,7 +233,8 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     run_dir = make_run_dir(run_dir, overwrite=overwrite, resume=resume)
     resolved = stored_config(cfg)
     prev = run_dir / "config.json"
-    diff = differences(read_json(prev), resolved) if resume and prev.exists() else []
+    # a run recorded before the typed feature specs stored them as strings: compare their typed form
+    diff = differences(upgrade_features(read_json(prev)), resolved) if resume and prev.exists() else []
     if diff:
         raise ConfigError(f"{prev}: --resume with a different config ({'; '.join(diff[:5])}); "
                           "start a new --run-dir instead")
@@ -269,7 +265,9 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             tokenizer = type(tokenizer).load(tok_dir)
         else:
             t1 = time.perf_counter()
-            with distributed.local():  # every rank fits the same tokenizer itself (deterministic)
+            # FusID trains data-parallel over the ranks; other tokenizers are fitted by every rank alone
+            # (deterministic, so the same codes: checked below)
+            with distributed.local(enabled=not getattr(tokenizer, "data_parallel", False)):
                 tokenizer.fit(ds.catalog, split.train)
             tokenizer.save(tok_dir)
             say(f"[bold]tokenizer[/] {tokenizer.name}: {time.perf_counter() - t1:.1f}s")

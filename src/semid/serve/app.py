@@ -34,6 +34,7 @@ from semid.serve.catalog import CatalogConflict, CatalogInputError, LiveCatalog,
 from semid.serve.limits import ApiKey, BodyLimit
 from semid.serve.metrics import AccessLog, Metrics
 from semid.serve.settings import ServeConfig
+from semid.threads import small_ops
 
 log = logging.getLogger("semid.serve")
 
@@ -51,21 +52,41 @@ def model_window(model) -> int:
 
 
 def _model_codes(model, tokenizer):
-    """(codes [n, L], codebook sizes, extend_model) of what the model decodes; extend_model None if fixed."""
+    """(codes [n, L], codebook sizes, extend_model, retire_model) of what the model decodes; the hooks are
+    None for a model whose item table is fixed.
+
+    For a generative model the prefix index is laid out once, here, over the whole codebook ranges, so every
+    code the model can emit fits its key encoding and each ``POST /items`` / ``DELETE /items`` patches the
+    same index object in place (``PrefixIndex.add_items`` / ``remove_items``) instead of rebuilding it.
+    """
+    from semid.decoding.prefix_index import PrefixIndex
     from semid.models.seqdata import CodeSeqRecommender
 
-    if isinstance(model, CodeSeqRecommender):
+    # MusicRec's generator decodes its own text / image spaces: no "item" space to patch, so its catalog is fixed.
+    if isinstance(model, CodeSeqRecommender) and "item" in model.vocab_.spaces:
         space = model.vocab_.space("item")
         codes = model.vocab_.item_codes("item", model.item_tokens_)
+        lo, sizes = space.pos_offsets.tolist(), [int(x) for x in space.sizes]
+        old = model.index_
+        if (old.lo, old.sizes) != (lo, sizes):
+            model.index_ = PrefixIndex.from_codes(model.item_tokens_, lo=lo, sizes=sizes, dense_limit=old.dense_limit,
+                                                  device=old.device)
 
         def extend(new_codes: np.ndarray) -> None:
             tokens = model.vocab_.item_tokens("item", new_codes)  # (m, L) global token ids
             model.index_.add_items(tokens)
             model.item_tokens_ = np.concatenate([model.item_tokens_, tokens])
+            model.n_items_ = model.index_.n_items  # the width of the model's item masks
 
-        return codes, list(space.sizes), extend
+        def retire(indices: np.ndarray) -> None:
+            index = model.index_
+            live = np.asarray([i for i in np.asarray(indices).tolist() if index._live_np[i]], dtype=np.int64)
+            if 0 < len(live) < index.n_leaves:  # an index keeps one leaf; the availability mask hides it too
+                index.remove_items(live)
+
+        return codes, list(space.sizes), extend, retire
     codes = getattr(tokenizer, "codes_", None)
-    return codes, getattr(tokenizer, "codebook_sizes_", None), None
+    return codes, getattr(tokenizer, "codebook_sizes_", None), None, None
 
 
 def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = None, loaded=None):
@@ -85,17 +106,19 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
 
         loaded = load_run(run_dir, device=device)
     model = loaded.model
-    codes, sizes, extend = _model_codes(model, loaded.tokenizer)
+    codes, sizes, extend, retire = _model_codes(model, loaded.tokenizer)
     path = Path(run_dir) / "serve" / "catalog.json" if config.persist else None
     catalog = LiveCatalog(loaded.dataset.catalog, codes=codes, codebook_sizes=sizes, tokenizer=loaded.tokenizer,
-                          extend_model=extend, path=path)
+                          extend_model=extend, retire_model=retire, path=path)
     lock = threading.Lock()
     metrics = Metrics()
     window = model_window(model)
     generative = isinstance(model, CodeSeqRecommender)
 
     def decode(histories, k, beam, mask):
-        return recommend_masked(model, histories, k, mask, **({} if beam is None else {"beam": beam}))
+        # small-op thread count for the whole batch, full-ranking models included (semid.threads)
+        with small_ops():
+            return recommend_masked(model, histories, k, mask, **({} if beam is None else {"beam": beam}))
 
     batcher = Batcher(decode, lambda: catalog.available, lock, max_batch=config.max_batch,
                       max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, on_batch=metrics.record_batch)
@@ -173,7 +196,7 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
         deny = lookup(req.deny)
         allow = None if req.allow is None else lookup(req.allow)
         exclude = np.concatenate([hist, deny]) if req.exclude_seen else deny
-        beam = max(model.config.beam, req.k) if generative else None
+        beam = max(model.seq_config.beam, req.k) if generative else None
         try:
             fut = batcher.submit(Job(history=hist, k=req.k, beam=beam, exclude=exclude, allow=allow))
         except Overloaded:

@@ -3,8 +3,9 @@
 Adding: the run's tokenizer codes the new items (``tokenizer.transform(new_catalog) -> int64 [m, L_raw]``),
 collisions are resolved against the live catalog (``assign_codes``: the smallest free extra digit, like
 ``semid.tokenizers.ids.resolve_collisions``, within the model's vocabulary), then the model's prefix index
-is patched in place (``PrefixIndex.add_items``). Retiring clears the item's availability flag: its leaf stays
-in the index but is masked in every search, and its id and code are never reused.
+is patched in place (``PrefixIndex.add_items``). Retiring clears the item's availability flag (masked in
+every search) and drops its leaf from the index (``PrefixIndex.remove_items``); its id and code are never
+reused.
 
 State lives in ``<run_dir>/serve/catalog.json`` (one file, written with ``semid.io`` so a crash leaves the
 old or the new state): the added items with their codes, the retired ids, the catalog version and the
@@ -107,6 +108,7 @@ class LiveCatalog:
         codebook_sizes: list[int] | None,
         tokenizer=None,
         extend_model: Callable[[np.ndarray], None] | None = None,
+        retire_model: Callable[[np.ndarray], None] | None = None,
         path: str | Path | None = None,
     ) -> None:
         self.base = base
@@ -115,7 +117,8 @@ class LiveCatalog:
         self.codes = None if codes is None else np.asarray(codes, dtype=np.int64)
         self.sizes = None if codebook_sizes is None else [int(s) for s in codebook_sizes]
         self.tokenizer = tokenizer
-        self.extend_model = extend_model
+        self.extend_model = extend_model  # codes [m, L] of new items -> the model's index gets them
+        self.retire_model = retire_model  # item indices -> dropped from the model's index
         self.path = None if path is None else Path(path)
         self.available = np.ones(len(self.ids), dtype=bool)
         self.version = 0
@@ -180,6 +183,8 @@ class LiveCatalog:
         if self.available[i]:
             self._commit(added=[], retired=[item_id], version=self.version + 1)
             self.available[i] = False
+            if self.retire_model is not None:
+                self.retire_model(np.array([i]))
             self.version += 1
         return i
 
@@ -246,4 +251,6 @@ class LiveCatalog:
             if x not in self.index:
                 raise CheckpointError(f"{self.path}: retires unknown item {short(x)!r}")
             self.available[self.index[x]] = False
+        if self.retire_model is not None and not self.available.all():
+            self.retire_model(np.flatnonzero(~self.available))
         self.version = int(version)

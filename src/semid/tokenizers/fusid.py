@@ -23,7 +23,7 @@ import torch
 
 from semid.config import from_dict
 from semid.data.types import Catalog, Interactions
-from semid.encoders.features import FeaturesConfig, build_features
+from semid.encoders.features import FeaturesConfig, build_fusid_features
 from semid.errors import CheckpointError, ConfigError
 from semid.io import read_json, save_npy, write_json
 from semid.quantize.kmeans import KMeansConfig
@@ -35,6 +35,7 @@ from semid.tokenizers.fusid_pairs import PairConfig, mine_pairs, sample_negative
 from semid.tokenizers.fusion import FusionConfig, FusionNet
 from semid.tokenizers.ids import input_conflict_report
 from semid.tokenizers.sparse_linear import input_density
+from semid.train import distributed
 from semid.train.loop import TrainConfig, Trainer
 
 
@@ -62,6 +63,9 @@ class FusID(BaseTokenizer):
     """``FusID(config=FusIDConfig()).fit(catalog, train)``; then ``codes_``, ``report_``, ``save(dir)``."""
 
     name = "fusid"
+    # fit() trains data-parallel under torch.distributed: each rank takes its part of every pair batch, the
+    # gradients are averaged, PQ is fitted on rank 0 and broadcast, so every rank ends with the same codes
+    data_parallel = True
 
     def __init__(self, *, config: FusIDConfig = FusIDConfig()):
         self.config = config
@@ -94,7 +98,7 @@ class FusID(BaseTokenizer):
         if cfg.pq.resolve not in ("digit", "reassign"):
             raise ConfigError(f"fusid.pq.resolve must be 'digit' or 'reassign', got {cfg.pq.resolve!r}")
         t0 = time.perf_counter()
-        feats = self._select(build_features(catalog, train, cfg.features))
+        feats = self._select(build_fusid_features(catalog, train, cfg.features))
         if not feats:
             raise ConfigError(
                 "FusID found no modality to fuse: give the catalog fields/embeddings or pass train sequences"
@@ -123,7 +127,9 @@ class FusID(BaseTokenizer):
             seen = np.unique(train.items)
             if len(seen) >= max(cfg.pq.K, cfg.pq.min_fit_items):
                 fit_items = seen
-        self.pq_ = ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items])
+        # k-means on rank 0 alone; every rank encodes its own (identical) z with the broadcast centroids
+        self.pq_ = distributed.main_only(
+            lambda: ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items]))
         raw = self.pq_.encode(z)
         moved = None
         if cfg.pq.resolve == "reassign":
@@ -160,30 +166,39 @@ class FusID(BaseTokenizer):
         steps = max(1, per_epoch // bs)
         xt, pt = torch.from_numpy(x), torch.from_numpy(present)
 
+        def own_part(rows: np.ndarray) -> np.ndarray:
+            """This rank's contiguous part of a global batch's rows (all of them in one process). Every rank
+            draws the whole global batch (same RNG stream) and keeps its part; a part under 2 rows (BatchNorm
+            needs 2) is replaced by the whole batch, which only repeats work."""
+            lo, hi = distributed.shard_range(len(rows))
+            return rows[lo:hi] if hi - lo >= 2 else rows
+
         def batches(epoch: int, rng: np.random.Generator):
             if mined is None:  # regulariser-only training: batches of random items
                 for _ in range(steps):
-                    idx = rng.choice(n_items, size=min(bs, n_items), replace=False)
-                    yield {
+                    idx = own_part(rng.choice(n_items, size=min(bs, n_items), replace=False))
+                    yield distributed.rank_part({
                         "x": xt[idx],
                         "present": pt[idx],
                         "pairs": torch.zeros(0, 2, dtype=torch.long),
                         "target": torch.zeros(0),
-                    }
+                    })
                 return
             order = rng.permutation(len(mined.positives))[: steps * bs]
             for s in range(steps):
                 pos = mined.positives[order[s * bs : (s + 1) * bs]]
                 neg = sample_negatives(mined, pos[:, 0], cfg.pairs.negatives_per_positive, rng)
+                # positives and (anchor-major) negatives split separately, so each rank gets both kinds
+                pos, neg = own_part(pos), own_part(neg)
                 allp = np.concatenate([pos, neg])
                 target = np.concatenate([np.ones(len(pos)), np.full(len(neg), cfg.loss.neg_target)])
                 uniq, inv = np.unique(allp, return_inverse=True)  # embed each item once per batch
-                yield {
+                yield distributed.rank_part({
                     "x": xt[uniq],
                     "present": pt[uniq],
                     "pairs": torch.from_numpy(inv.reshape(-1, 2)),
                     "target": torch.from_numpy(target.astype(np.float32)),
-                }
+                })
 
         log: list[dict] = []
 
@@ -216,7 +231,7 @@ class FusID(BaseTokenizer):
 
     def inputs(self, catalog: Catalog, train: Interactions | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Fusion-net inputs for a catalog built like the fitted one: x float32 [N, sum D_m], present bool [N, M]."""
-        x, present = self._stack(self._select(build_features(catalog, train, self.config.features)))
+        x, present = self._stack(self._select(build_fusid_features(catalog, train, self.config.features)))
         if x.shape[1] != sum(self.in_dims_):
             raise ConfigError(
                 f"catalog features are {x.shape[1]}-d, the fitted FusID expects {sum(self.in_dims_)}"

@@ -5,24 +5,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from semid.data.codes import codes_to_onehot, level_decay_weights
 from semid.data.types import Catalog
 from semid.errors import ConfigError
 
 
 def modality_features(catalog: Catalog, name: str, code_level_decay: float = 1.0) -> np.ndarray:
-    """float32 [N, D] features of modality ``name``: an embedding, or a code tuple as concatenated per-level
-    one-hots with level l scaled by ``code_level_decay**l`` (items without a tuple: zero rows)."""
+    """float32 [N, D] input of a quantising tokenizer: the feature called ``name`` (a ``catalog.embeddings``
+    entry: a run feature attached by ``semid.encoders.features.attach_features`` under its spec name, or the
+    dataset's own), or the code tuple ``catalog.codes[name]`` as per-level one-hots scaled by
+    ``code_level_decay**l`` (items without a tuple: zero rows) built by the same ``build_features``."""
+    from semid.encoders.feature_spec import CodesFeature, PrecomputedFeature
+    from semid.encoders.features import build_features
+
     if name in catalog.embeddings:
-        return np.asarray(catalog.embeddings[name], dtype=np.float32)
-    if name in catalog.codes:
-        codes = catalog.codes[name]
-        sizes = catalog.code_sizes.get(name) or [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
-        return codes_to_onehot(codes, sizes, weights=level_decay_weights(code_level_decay, len(sizes)))
-    raise ConfigError(
-        f"modality {name!r} is neither in catalog.embeddings {sorted(catalog.embeddings)} nor in catalog.codes "
-        f"{sorted(catalog.codes)}; set the tokenizer config's modality field to one of them"
-    )
+        spec = PrecomputedFeature(name=name, source=name)
+    elif name in catalog.codes:
+        try:
+            spec = CodesFeature(name=name, source=name, decay=code_level_decay)
+        except ConfigError:
+            raise ConfigError(f"code_level_decay must be in (0, 1], got {code_level_decay}") from None
+    else:
+        raise ConfigError(
+            f"modality {name!r} is neither a feature in catalog.embeddings {sorted(catalog.embeddings)} nor a code "
+            f"tuple in catalog.codes {sorted(catalog.codes)}; set the tokenizer config's modality field to one of "
+            f"them, or build it as a feature named {name!r} (--features='[\"{name}=text:title\"]')"
+        )
+    return build_features((spec,), catalog, cache=False)[name][0]
 
 
 def cf_features(catalog: Catalog, name: str) -> np.ndarray:

@@ -8,7 +8,8 @@ performs; semid reduces explicitly instead of wrapping the model in ``Distribute
 its loss functions call model methods besides ``forward`` (``SASRecNet.item_table``, the GPT-2 / T5
 heads), which the DDP wrapper does not route, and because a parameter a batch does not touch (an
 unused task head) would stall DDP's reducer. Rank 0 alone writes checkpoints, logs and metrics; the
-other ranks write nothing in the run directory.
+other ranks write nothing in the run directory. Batch builders that must shard a batch themselves (FusID's
+pair batches) mark it ``rank_part``; validation shards its users through ``semid.train.validation``.
 
 Start it with ``torchrun --nproc_per_node=N -m semid run ...`` or ``semid run --nproc N`` (which calls
 torchrun); gloo on CPU, nccl on CUDA (one GPU per local rank). Multi-node: torchrun's rendezvous flags,
@@ -58,10 +59,13 @@ def is_main() -> bool:
 
 
 @contextlib.contextmanager
-def local() -> Iterator[None]:
-    """Run a block as if alone: no collectives (each rank computes the same thing itself, e.g. a tokenizer fit)."""
+def local(enabled: bool = True) -> Iterator[None]:
+    """Run a block as if alone: no collectives (each rank computes the same thing itself, e.g. a tokenizer fit).
+
+    ``enabled=False`` leaves the collectives on (for a caller that fits data-parallel code the same way).
+    """
     prev = getattr(_local, "alone", False)
-    _local.alone = True
+    _local.alone = enabled or prev
     try:
         yield
     finally:
@@ -110,6 +114,19 @@ def shard_range(n: int) -> tuple[int, int]:
     return r * n // w, (r + 1) * n // w
 
 
+RANK_PART = "rank_part"  # batch key: the batch builder already gave this rank its own part (``rank_part``)
+
+
+def rank_part(batch: dict) -> dict:
+    """Mark ``batch`` as this rank's part of a global batch, built by the caller (``shard_batch`` keeps it whole).
+
+    For batches ``shard_batch`` cannot split by rows, e.g. FusID's pair batches, whose ``x`` rows are the
+    unique items that the ``pairs`` rows index: the builder shards the pairs and embeds only their items.
+    The loss of each rank's part has weight 1 (the average of per-rank means, as DistributedDataParallel).
+    """
+    return {**batch, RANK_PART: True}
+
+
 def shard_batch(batch: dict) -> tuple[dict, float]:
     """(this rank's rows of a global batch, loss weight).
 
@@ -117,10 +134,11 @@ def shard_batch(batch: dict) -> tuple[dict, float]:
     ``shard_range(B)``. The weight ``B_r * world / B`` makes the all-reduced average of the weighted
     per-rank mean losses equal the global batch's mean loss when the loss averages over rows. A
     batch whose tensors disagree on the leading size (FusID's pair batches index a table of items) is
-    not split: every rank computes it whole with weight 1, which is correct but gains no speed. A rank
-    whose slice would be empty (B < world) computes the whole batch with weight 0.
+    not split: every rank computes it whole with weight 1, which is correct but gains no speed (unless its
+    builder shards it itself: ``rank_part``). A rank whose slice would be empty (B < world) computes the
+    whole batch with weight 0.
     """
-    if not active():
+    if not active() or batch.get(RANK_PART):
         return batch, 1.0
     sizes = {v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.ndim > 0}
     if len(sizes) != 1:
@@ -154,7 +172,52 @@ def sync_step(model: torch.nn.Module, loss: torch.Tensor) -> float:
     return float(flat[-1])
 
 
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's persistent buffers (BatchNorm running statistics, ...).
+
+    Gradients are averaged but buffers a forward pass updates from this rank's rows drift apart between
+    ranks; the Trainer calls this after each epoch's steps, so validation, checkpoints and the final
+    model are the same on every rank (rank 0's buffers, as DistributedDataParallel's buffer broadcast
+    leaves them). Non-persistent buffers (constants such as a tokenizer's item features) are skipped.
+    """
+    if not active():
+        return
+    persistent = set(model.state_dict().keys())
+    for name, buf in model.named_buffers():
+        if name in persistent:
+            torch.distributed.broadcast(buf, src=0)
+
+
 # ---------------------------------------------------------------------- gathers / broadcasts
+def all_reduce_sum(values: np.ndarray) -> np.ndarray:
+    """Element-wise float64 sum of ``values`` over the ranks, on every rank (one all-reduce)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    if not active():
+        return values
+    t = torch.from_numpy(values.copy()).to(_device())
+    torch.distributed.all_reduce(t)
+    return t.cpu().numpy()
+
+
+def union_keys(keys) -> list[str]:
+    """Sorted union of every rank's ``keys`` (a rank with nothing to report still joins the collective)."""
+    if not active():
+        return sorted(keys)
+    parts: list = [None] * world_size()
+    torch.distributed.all_gather_object(parts, sorted(keys))
+    return sorted(set().union(*parts))
+
+
+def main_only(fn):
+    """``fn()`` computed on rank 0 alone and broadcast to every rank (e.g. a k-means fit the others need).
+
+    The other ranks wait in the broadcast (torch.distributed's timeout, 30 min by default, bounds it).
+    """
+    if not active():
+        return fn()
+    return broadcast_object(fn() if is_main() else None)
+
+
 def broadcast_object(obj, src: int = 0):
     """``obj`` of rank ``src`` on every rank (pickled over the process group; never read from disk)."""
     if not active():
@@ -261,5 +324,6 @@ def launch(nproc: int, args: list[str]) -> None:
 
 
 __all__ = ["active", "world_size", "rank", "is_main", "local", "init_from_env", "shutdown", "barrier",
-           "shard_range", "shard_batch", "sync_step", "broadcast_object", "gather_rows", "check_same",
-           "sync_start", "follows", "follow", "launch"]
+           "shard_range", "RANK_PART", "rank_part", "shard_batch", "sync_step", "sync_buffers", "all_reduce_sum",
+           "union_keys", "main_only", "broadcast_object", "gather_rows", "check_same", "sync_start", "follows",
+           "follow", "launch"]

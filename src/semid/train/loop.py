@@ -274,14 +274,22 @@ class Trainer:
                                 "check the dataset (`semid data check`) and data.min_length / data.k_core")
             entry = {"epoch": epoch, "train_loss": loss_sum / max(1, n_steps), "steps": n_steps,
                      "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+            distributed.sync_buffers(model)  # rank 0's BatchNorm statistics etc. on every rank
             if on_epoch_end is not None:
                 entry |= on_epoch_end(model, epoch) or {}
             if validate is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 model.eval()
                 with torch.no_grad(), autocast:
-                    metrics = validate(model)
+                    metrics = validate(model)  # a ShardedValidation splits the users over the ranks
+                # One decision for all ranks: rank 0's metrics drive best weights and early stopping everywhere.
+                metrics = distributed.broadcast_object(metrics)
                 model.train()
                 entry["valid"] = metrics
+                # Selection is by cfg.metric alone; extra keys (NDCG@10_se, n_eval_users) are only logged.
+                selectable = sorted(k for k in metrics if not k.endswith("_se") and k != "n_eval_users")
+                if cfg.metric not in selectable:
+                    raise ConfigError(f"train.metric={cfg.metric!r} is not a validation metric to maximise; "
+                                      f"choose one of {selectable}")
                 value = float(metrics[cfg.metric])
                 if value > res.best_metric:
                     res.best_metric, res.best_epoch, bad_evals = value, epoch, 0
