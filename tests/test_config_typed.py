@@ -116,7 +116,7 @@ def test_tiger_config_json_records_what_ran_and_nothing_else(tiny, tmp_path):
     assert saved["tokenizer"]["kind"] == "rqvae" and saved["tokenizer"]["n_levels"] == 2
     assert saved["tokenizer"]["modality"] == "lemb"
     assert set(saved) == {"name", "seed", "data", "features", "tokenizer", "model", "device", "eval_batch_size",
-                          "eval_valid"}
+                          "eval_valid", "baseline_popular"}
     assert "fusid" not in json.dumps(saved)
     assert np.load(tmp_path / "r" / "tokenizer" / "ids" / "codes.npy").shape == (N_ITEMS, 3)  # 2 + digit
 
@@ -220,7 +220,7 @@ def test_legacy_run_directory_loads_and_rescores(tiny, tmp_path):
     assert again["NDCG@10"] == pytest.approx(out["test"]["NDCG@10"], abs=1e-9)
 
 
-def test_bench_presets_budgets_resolve_for_every_suite_preset():
+def _bench_presets():
     import importlib.util
     from pathlib import Path
 
@@ -228,6 +228,11 @@ def test_bench_presets_budgets_resolve_for_every_suite_preset():
     spec = importlib.util.spec_from_file_location("bench_presets", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_presets_budgets_resolve_for_every_suite_preset():
+    bench = _bench_presets()
     for budget in bench.BUDGETS:
         for suite in bench.SUITES.values():
             for name in suite:
@@ -235,6 +240,42 @@ def test_bench_presets_budgets_resolve_for_every_suite_preset():
                 assert all(applies(cfg, k) for k in bench._budget(budget, name))
     cpu = resolve("movielens-tiger", bench._budget("cpu", "movielens-tiger"))
     assert cpu.tokenizer.epochs == 100 and cpu.model.t5.max_history == 10
+    assert bench._budget("cpu", "movielens-popular") == {}  # counts only: no trainer for a budget to set
+
+
+def test_bench_presets_suites_hold_the_baseline_and_musicrec_comparisons():
+    """The baselines (MostPopular + SASRec per shared dataset) and the MQL4GRec SASRec / TIGER / LETTER /
+    MusicRec comparison are bench_presets suites over the library's presets, not scripts of their own."""
+    bench = _bench_presets()
+    kinds = [(resolve(n).data.dataset, model_kind(resolve(n))) for n in bench.SUITES["baselines"]]
+    assert [k for _, k in kinds] == ["popular", "sasrec"] * 4
+    assert len({d for d, _ in kinds}) == 4 and kinds[0][0] == "movielens"
+    cfgs = [resolve(n) for n in bench.SUITES["musicrec"]]
+    assert [(model_kind(c), tokenizer_kind(c)) for c in cfgs] == [
+        ("sasrec", "none"), ("musicrec_gen", "rqvae"), ("musicrec_gen", "rqvae"), ("musicrec_gen", "musicrec")]
+    assert len({c.data.dataset for c in cfgs}) == 1
+
+
+def test_bench_presets_dry_run_resolves_and_runs_nothing(tmp_path, capsys):
+    bench = _bench_presets()
+    out = tmp_path / "o"
+    plan = bench.main(["--suite", "musicrec", "--dry-run", "--out", str(out), "--set", "sasrec.dropout=0.3"])
+    assert list(plan) == bench.SUITES["musicrec"] and not out.exists()
+    assert plan["mql4grec-sasrec"]["overrides"]["sasrec.dropout"] == "0.3"
+    assert "sasrec.dropout" not in plan["mql4grec-tiger"]["overrides"]  # a --set key goes to the kinds it names
+    assert plan["mql4grec-tiger"]["overrides"]["rqvae.epochs"] == 100 and plan["mql4grec-tiger"]["state"] == "new"
+    assert "semid run --preset mql4grec-musicrec " in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="t5.d_model"):  # taken by no preset of the run: refused, not dropped
+        bench.main(["--suite", "baselines", "--dry-run", "--out", str(out), "--set", "t5.d_model=64"])
+
+
+def test_bench_presets_ratios_use_baselines_of_the_same_dataset():
+    bench = _bench_presets()
+    res = {n: {"test": {"NDCG@10": v}} for n, v in (("pop", 0.01), ("sas", 0.04), ("gen", 0.02), ("other", 0.03))}
+    meta = {"pop": ("a", "popular"), "sas": ("a", "sasrec"), "gen": ("a", "t5"), "other": ("b", "gpt2")}
+    r = bench.same_run_ratios(res, meta)
+    assert r["gen"] == pytest.approx({"sasrec": 0.5, "popular": 2.0})
+    assert r["sas"] == pytest.approx({"sasrec": 1.0, "popular": 4.0}) and r["other"] == {}
 
 
 # ---- CLI: config show / fields, one-line errors ----

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -93,22 +92,16 @@ def _worker(rank: int, port: int, out: str) -> None:
     distributed.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     return _fit(tmp_path_factory.mktemp("one") / "run")
 
 
 @pytest.fixture(scope="module")
-def two_process(tmp_path_factory, one_process):
+def two_process(tmp_path_factory, one_process, free_port):
     # fork (after the 1-process fit has imported torch's optimizer stack) saves each worker the ~10 s import
     out = tmp_path_factory.mktemp("dist")
-    torch.multiprocessing.start_processes(_worker, args=(_free_port(), str(out)), nprocs=2, join=True,
+    torch.multiprocessing.start_processes(_worker, args=(free_port(), str(out)), nprocs=2, join=True,
                                           start_method="fork")
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 

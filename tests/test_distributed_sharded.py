@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +116,10 @@ def _worker(rank: int, port: int, out: str) -> None:
     distributed.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def two_process(tmp_path_factory):
+def two_process(tmp_path_factory, free_port):
     out = tmp_path_factory.mktemp("sharded")
-    torch.multiprocessing.start_processes(_worker, args=(_free_port(), str(out)), nprocs=2, join=True,
+    torch.multiprocessing.start_processes(_worker, args=(free_port(), str(out)), nprocs=2, join=True,
                                           start_method="fork")
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 

@@ -356,3 +356,20 @@ def test_rqkmeans_tokenizer_runs_end_to_end_and_reloads(tiny_amazon, tmp_path):
     np.testing.assert_array_equal(loaded.tokenizer.transform(loaded.dataset.catalog), loaded.tokenizer.codes_raw_)
     assert evaluate(loaded.model, loaded.split.test, progress=False)["NDCG@10"] == pytest.approx(
         out["test"]["NDCG@10"], abs=1e-9)
+
+
+def test_baseline_popular_is_scored_on_the_same_test_users(tiny_amazon, tmp_path):
+    from semid.pipeline.runner import summarize
+
+    pop = run(resolve(None, cfg_overrides(tiny_amazon)), tmp_path / "pop")
+    ov = {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "precomputed", "precomputed": "lemb",
+          "model": "gpt2", "name": "gen", "gpt2.n_embd": 16, "gpt2.n_layer": 1, "gpt2.max_history": 5,
+          "gpt2.beam": 4, "gpt2.valid_beam": 2, "baseline_popular": True}
+    out = run(resolve(None, ov), tmp_path / "gen")
+    stored = read_json(tmp_path / "gen" / "metrics_popular.json")
+    assert stored["model"] == "popular" and stored["n_eval_users"] == out["test"]["n_eval_users"]
+    for k in ("HR@10", "NDCG@10", "MRR"):
+        assert stored[k] == pytest.approx(pop["test"][k])
+    rows = summarize({"gen": out})
+    assert [r[0] for r in rows] == ["gen", "MostPopular (same run)"] and rows[1][2] == f"{pop['test']['HR@10']:.4f}"
+    assert "popular" not in pop  # a MostPopular run is not scored twice

@@ -141,7 +141,13 @@ def run(
         _fail(e)
     if not distributed.is_main():
         return
-    console.print(_metrics_table(f"test metrics (full ranking) - {cfg.data.dataset}", summarize({cfg.name: res})))
+    rows = summarize({cfg.name: res})
+    if preset:
+        from semid.pipeline.presets import PRESETS
+
+        for ref in getattr(PRESETS.get(preset), "references", ()):
+            rows.append([ref.label, "—", f"{ref.hr10:.4f}", "—", f"{ref.ndcg10:.4f}", "—", "—"])
+    console.print(_metrics_table(f"test metrics (full ranking) - {cfg.data.dataset}", rows))
     console.print(f"artifacts in [bold]{out_dir}[/]")
 
 

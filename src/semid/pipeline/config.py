@@ -126,6 +126,9 @@ class RunConfig:
     # Full-ranking metrics on the whole validation split after training (metrics_valid.json). Off halves the
     # final evaluation on large catalogs; early stopping still uses the model's sampled validation users.
     eval_valid: bool = True
+    # Also fit MostPopular on the same train split and score it on the same test users (metrics_popular.json),
+    # so the printed table puts the model beside the simplest baseline measured in the same run.
+    baseline_popular: bool = False
 
     def __post_init__(self):
         # library sugar: RunConfig(features=("cf=sasrec",)) holds the typed specs (item2vec seeded with the run seed)

@@ -19,9 +19,19 @@ from semid.pipeline.overrides import apply
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A figure measured earlier on the same split (benchmarks/RESULTS.md), printed beside a run, labelled so."""
+
+    label: str  # method and where the figure comes from
+    hr10: float  # test HR@10
+    ndcg10: float  # test NDCG@10
+
+
+@dataclass(frozen=True)
 class RunPreset:
     description: str
     overrides: dict = field(default_factory=dict)
+    references: tuple[Reference, ...] = ()  # stored figures on the same split, printed under the run's table
 
 
 _ML = {"data.dataset": "movielens"}
@@ -93,7 +103,12 @@ _ML_MUSICREC = {**_ML_RQ, "features": (_ML_TEXT, _ML_GENRE, _ML_CF), "train.epoc
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
         "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~5 min on 2 CPU cores",
-        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2},
+        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2, "baseline_popular": True},
+        references=(
+            Reference("SASRec, 5 epochs, 3-seed mean (RESULTS.md 2026-12-02; not this run)", 0.0361, 0.0158),
+            Reference("SASRec, every prefix, 20 epochs, still rising (RESULTS.md 2026-11-30; not this run)",
+                      0.0738, 0.0321),
+        ),
     ),
     "movielens-fusid-t5": RunPreset(
         "FusID IDs (as quickstart) + T5 encoder-decoder on built-in MovieLens",

@@ -292,6 +292,13 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             write_metrics(run_dir, m, split=which, dataset=ds.name, model=cfg.name)
         else:
             write_json(run_dir / "metrics_valid.json", {"split": which, "dataset": ds.name, "model": cfg.name, **m})
+    from semid.models.popular import MostPopular
+
+    if cfg.baseline_popular and not isinstance(model, MostPopular):
+        pop = MostPopular().fit(split.train, ds.catalog)
+        out["popular"] = evaluate(pop, split.test, batch_size=cfg.eval_batch_size, n_items=ds.catalog.n_items)
+        write_json(run_dir / "metrics_popular.json", {"split": "test", "dataset": ds.name, "model": "popular",
+                                                      **out["popular"]})
     out["total_seconds"] = time.perf_counter() - t0
     # Float reduction order depends on the intra-op thread count, so IDs and metrics of one seed differ
     # between thread counts; the summary records what this run used.
@@ -307,9 +314,13 @@ def fmt_metrics_row(m: dict) -> list[str]:
 
 
 def summarize(results: dict[str, dict]) -> list[list[str]]:
+    """Table rows: each run's test metrics, then MostPopular of the same run when it was scored."""
     rows = []
     for name, r in results.items():
         rows.append([name, *fmt_metrics_row(r["test"]), str(int(r["test"]["n_eval_users"]))])
+        if "popular" in r:
+            p = r["popular"]
+            rows.append(["MostPopular (same run)", *fmt_metrics_row(p), str(int(p["n_eval_users"]))])
     return rows
 
 
