@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from semid.data.types import Catalog, EvalSet, Interactions
+from semid.data.types import Catalog, Interactions
 from semid.decoding import PrefixIndex
 from semid.errors import CheckpointError, ConfigError
 from semid.models.code_batches import concat_seq2seq, seq2seq_batch
 from semid.models.codeseq import check_n_items, model_device
-from semid.models.gen_validation import sample_evalset
 from semid.models.next_item_examples import NextItemExamples, TrainRows, history_matrix
 from semid.models.protocol import pad_topk
 from semid.models.t5rec import T5Rec, T5RecConfig
@@ -272,7 +271,3 @@ def _tokenizer_spaces(tokenizer, tasks) -> dict[str, np.ndarray]:
     side = "image" if all(TASK_IO[t] == ("image", "image") for t in tasks) else "text"
     return {side: tokenizer.codes_}
 
-
-def _subset(evalset: EvalSet, n: int, seed: int) -> EvalSet:
-    """``n`` random users of ``evalset`` (all when n is 0); kept for benchmarks/bench_musicrec.py."""
-    return sample_evalset(evalset, n, seed)
