@@ -373,3 +373,10 @@ def test_baseline_popular_is_scored_on_the_same_test_users(tiny_amazon, tmp_path
     rows = summarize({"gen": out})
     assert [r[0] for r in rows] == ["gen", "MostPopular (same run)"] and rows[1][2] == f"{pop['test']['HR@10']:.4f}"
     assert "popular" not in pop  # a MostPopular run is not scored twice
+
+
+def test_stored_reference_rows_name_their_source():
+    from semid.pipeline.presets import PRESETS
+
+    refs = [r for p in PRESETS.values() for r in p.references]
+    assert refs and all(r.source and 0 < r.ndcg10 <= r.hr10 <= 1 for r in refs)

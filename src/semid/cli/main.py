@@ -142,12 +142,16 @@ def run(
     if not distributed.is_main():
         return
     rows = summarize({cfg.name: res})
+    refs = ()
     if preset:
         from semid.pipeline.presets import PRESETS
 
-        for ref in getattr(PRESETS.get(preset), "references", ()):
+        refs = getattr(PRESETS.get(preset), "references", ())
+        for ref in refs:
             rows.append([ref.label, "—", f"{ref.hr10:.4f}", "—", f"{ref.ndcg10:.4f}", "—", "—"])
     console.print(_metrics_table(f"test metrics (full ranking) - {cfg.data.dataset}", rows))
+    for ref in refs:  # stored figures: same split, not measured by this run
+        console.print(f"{ref.label}: {ref.source}; same split, not this run", highlight=False)
     console.print(f"artifacts in [bold]{out_dir}[/]")
 
 

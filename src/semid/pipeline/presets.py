@@ -22,9 +22,10 @@ from semid.pipeline.overrides import apply
 class Reference:
     """A figure measured earlier on the same split (benchmarks/RESULTS.md), printed beside a run, labelled so."""
 
-    label: str  # method and where the figure comes from
+    label: str  # short method name for the table row
     hr10: float  # test HR@10
     ndcg10: float  # test NDCG@10
+    source: str = ""  # settings and where the figure comes from (printed under the table)
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,9 @@ PRESETS: dict[str, RunPreset] = {
         "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~5 min on 2 CPU cores",
         {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2, "baseline_popular": True},
         references=(
-            Reference("SASRec, 5 epochs, 3-seed mean (RESULTS.md 2026-12-02; not this run)", 0.0361, 0.0158),
-            Reference("SASRec, every prefix, 20 epochs, still rising (RESULTS.md 2026-11-30; not this run)",
-                      0.0738, 0.0321),
+            Reference("SASRec 5 ep *", 0.0361, 0.0158, "3-seed mean, benchmarks/RESULTS.md 2026-12-02"),
+            Reference("SASRec prefix 20 ep *", 0.0738, 0.0321,
+                      "every prefix, 20 epochs, still rising, benchmarks/RESULTS.md 2026-11-30"),
         ),
     ),
     "movielens-fusid-t5": RunPreset(
