@@ -58,12 +58,8 @@ class _Stop(Exception):
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    distributed.init_from_env()
+    distributed.init_local(rank, 2, port)
     out = Path(out)
     saves = []
     orig = Trainer._save

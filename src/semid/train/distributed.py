@@ -91,6 +91,14 @@ def init_from_env() -> bool:
     return True
 
 
+def init_local(rank: int, world: int, port: int) -> bool:
+    """Join a process group of ``world`` processes on this machine (127.0.0.1:``port``) as ``rank``: what
+    torchrun's environment gives ``init_from_env``, for processes started by ``torch.multiprocessing``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    return init_from_env()
+
+
 def shutdown() -> None:
     if _group_ready():
         torch.distributed.destroy_process_group()
