@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +58,26 @@ def _free_port() -> int:
 def free_port():
     """A function returning a free loopback TCP port (rendezvous of multi-process tests)."""
     return _free_port
+
+
+def _write_ring_dataset(root: Path, n_items: int, n_users: int = 40) -> Path:
+    """An Amazon-format folder ``root/Tiny``: ``n_users`` users walking the item ring i, i+1, i+2, ... (5-8
+    items each, seeded), so the next item is learnable, and unique two-level codes (i // 6, i % 6) like
+    MQL4GRec's index files."""
+    d = root / "Tiny"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    inter = {}
+    for u in range(n_users):
+        start, n = int(rng.integers(n_items)), int(rng.integers(5, 9))
+        inter[str(u)] = [(start + t) % n_items for t in range(n)]
+    (d / "Tiny.inter.json").write_text(json.dumps(inter))
+    (d / "Tiny.index_lemb.json").write_text(
+        json.dumps({str(i): [f"<a_{i // 6}>", f"<b_{i % 6}>"] for i in range(n_items)}))
+    return d
+
+
+@pytest.fixture(scope="session")
+def ring_dataset():
+    """``ring_dataset(root, n_items)`` writes the tiny item-ring dataset and returns its folder."""
+    return _write_ring_dataset

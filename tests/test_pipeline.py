@@ -17,19 +17,9 @@ N_ITEMS = 24
 
 
 @pytest.fixture
-def tiny_amazon(tmp_path):
+def tiny_amazon(tmp_path, ring_dataset):
     """40 users walking the item ring i, i+1, i+2, ... so the next item is learnable."""
-    d = tmp_path / "Tiny"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    inter = {}
-    for u in range(40):
-        start, n = int(rng.integers(N_ITEMS)), int(rng.integers(5, 9))
-        inter[str(u)] = [(start + t) % N_ITEMS for t in range(n)]
-    (d / "Tiny.inter.json").write_text(json.dumps(inter))
-    # Two-level codes (i // 6, i % 6): unique, like MQL4GRec's index files.
-    (d / "Tiny.index_lemb.json").write_text(json.dumps({str(i): [f"<a_{i // 6}>", f"<b_{i % 6}>"] for i in range(N_ITEMS)}))
-    return d
+    return ring_dataset(tmp_path, N_ITEMS)
 
 
 FAST = {"train.epochs": 2, "train.batch_size": 32, "train.warmup_steps": 2, "train.device": "cpu",

@@ -31,24 +31,10 @@ FAST = {"train.epochs": 1, "train.batch_size": 32, "train.warmup_steps": 2, "tra
         "train.progress": False, "data.max_history": 20}
 
 
-def _dataset(root):
-    d = root / "Tiny"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    inter = {}
-    for u in range(40):
-        start, n = int(rng.integers(N_ITEMS)), int(rng.integers(5, 9))
-        inter[str(u)] = [(start + t) % N_ITEMS for t in range(n)]
-    (d / "Tiny.inter.json").write_text(json.dumps(inter))
-    (d / "Tiny.index_lemb.json").write_text(
-        json.dumps({str(i): [f"<a_{i // 6}>", f"<b_{i % 6}>"] for i in range(N_ITEMS)}))
-    return d
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, ring_dataset):
     root = tmp_path_factory.mktemp("serve")
-    ds = _dataset(root)
+    ds = ring_dataset(root, N_ITEMS)
     gen = root / "gen"
     run(resolve(None, {**FAST, "data.dataset": str(ds), "tokenizer": "precomputed", "precomputed": "lemb",
                        "model": "gpt2", "name": "ids+gpt2", "gpt2.beam": 8, "gpt2.valid_beam": 4,

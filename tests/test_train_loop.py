@@ -44,19 +44,8 @@ def test_loss_falls():
 
 
 def test_exact_resume_matches_uninterrupted(tmp_path):
-    make, batches, loss_fn = _problem()
-    full = make()
-    Trainer(CFG, tmp_path / "a").fit(full, batches, loss_fn)
-
-    # Interrupt after 3 epochs by raising from the batch builder, then resume in a fresh process-like object.
-
-    def interrupted(epoch, rng):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return batches(epoch, rng)
-
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(CFG, tmp_path / "b").fit(make(), interrupted, loss_fn, steps_per_epoch=8)
+    # Interrupted after 3 epochs by raising from the batch builder, then resumed in a fresh process-like object.
+    full, make, batches, loss_fn = _interrupted_run(tmp_path)
     resumed = make()
     Trainer(CFG, tmp_path / "b", resume=True).fit(resumed, batches, loss_fn, steps_per_epoch=8)
     for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=False):
