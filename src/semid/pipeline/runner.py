@@ -173,6 +173,10 @@ def build_tokenizer(cfg: RunConfig):
         if not c.source:
             raise ConfigError("tokenizer=precomputed needs --precomputed.source=<catalog code name or file>")
         return PrecomputedTokenizer(source=c.source), tasks
+    if kind == "random":
+        from semid.tokenizers.random_ids import RandomIDsTokenizer
+
+        return RandomIDsTokenizer(config=c), tasks
     raise ConfigError(f"tokenizer {kind!r} has no builder; valid: {TOKENIZERS}")
 
 
@@ -265,8 +269,8 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             tokenizer = type(tokenizer).load(tok_dir)
         else:
             t1 = time.perf_counter()
-            # FusID trains data-parallel over the ranks; other tokenizers are fitted by every rank alone
-            # (deterministic, so the same codes: checked below)
+            # FusID, RQ-VAE (TIGER / LETTER) and MusicRec train data-parallel over the ranks; other tokenizers
+            # are fitted by every rank alone (deterministic, so the same codes: checked below)
             with distributed.local(enabled=not getattr(tokenizer, "data_parallel", False)):
                 tokenizer.fit(ds.catalog, split.train)
             tokenizer.save(tok_dir)

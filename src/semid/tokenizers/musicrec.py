@@ -26,7 +26,7 @@ from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.ids import conflict_mask, id_report, resolve_collisions
 from semid.tokenizers.modality import cf_features, modality_features
 from semid.tokenizers.rqvae_model import mlp
-from semid.tokenizers.training import autoencoder_train_config, train_autoencoder
+from semid.tokenizers.training import BatchPart, autoencoder_train_config, train_autoencoder
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,9 @@ class MusicRecModel(nn.Module):
 
 
 class MusicRecObjective(nn.Module):
-    """forward(idx (B,)) -> eq. 9 terms (recon, rq, sem) (+ align, relation, eq. 10-11) and loss (eq. 12) of
-    items ``idx``. x_t (N, D_t), x_i (N, D_i), z_cf (N, d_cf) are non-persistent buffers (they move with it)."""
+    """forward(idx (B,), part=None) -> eq. 9 terms (recon, rq, sem) (+ align, relation, eq. 10-11) and loss
+    (eq. 12) of items ``idx``; with a ``BatchPart`` (data-parallel), idx are this rank's rows and every term is
+    its share. x_t (N, D_t), x_i (N, D_i), z_cf (N, d_cf) are non-persistent buffers (they move with it)."""
 
     def __init__(self, model: MusicRecModel, align: CollaborativeAlignment, xt: torch.Tensor, xi: torch.Tensor,
                  zcf: torch.Tensor | None):
@@ -153,13 +154,20 @@ class MusicRecObjective(nn.Module):
         self.register_buffer("xi", xi, persistent=False)
         self.register_buffer("zcf", zcf, persistent=False)
 
-    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def prime(self, idx: torch.Tensor) -> None:
+        """The network alone on items ``idx`` (training mode: the codebooks' k-means init on a first batch)."""
+        self.model(self.xt[idx], self.xi[idx])
+
+    def forward(self, idx: torch.Tensor, part: BatchPart | None = None) -> dict[str, torch.Tensor]:
         xt, xi = self.xt[idx], self.xi[idx]
         out = self.model(xt, xi)
         terms = semantic_loss(out, xt, xi)
+        if part is not None:  # row means over this rank's rows: its share of the global batch's means
+            terms = {k: v * part.share for k, v in terms.items()}
         loss = terms["sem"]
         if self.zcf is not None:
-            a = self.align(torch.cat([out.zt_hat, out.zi_hat], -1), self.zcf[idx])  # eq. 10-11
+            zcf = self.zcf[idx if part is None else part.batch]  # the whole global batch's z_cf with a part
+            a = self.align(torch.cat([out.zt_hat, out.zi_hat], -1), zcf, part)  # eq. 10-11
             terms |= {"align": a["align"], "relation": a["relation"]}
             loss = loss + a["loss"]  # eq. 12
         terms["loss"] = loss
@@ -194,6 +202,7 @@ class MusicRecTokenizer(BaseTokenizer):
     ``codes_`` = ``text_codes_`` (the protocol's identifier); ``joint_codes_raw_`` [n_items, L_e + 2 L_c]."""
 
     name = "musicrec"
+    data_parallel = True  # under an active process group ``fit`` trains data-parallel (``training``)
 
     def __init__(self, *, config: MusicRecConfig | None = None):
         self.config = config or MusicRecConfig()

@@ -24,7 +24,7 @@ from semid.tokenizers.alignment import CollaborativeAlignment
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.modality import cf_features, modality_features
 from semid.tokenizers.rqvae_model import RQVAE
-from semid.tokenizers.training import autoencoder_train_config, train_autoencoder
+from semid.tokenizers.training import BatchPart, autoencoder_train_config, train_autoencoder
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ def build_rqvae(in_dim: int, c: RQVAEConfig) -> RQVAE:
 
 
 class RQVAEObjective(nn.Module):
-    """forward(idx (B,)) -> loss terms of items ``idx``: recon, rq (+ align, relation) (+ diversity), loss.
+    """forward(idx (B,), part=None) -> loss terms of items ``idx``: recon, rq (+ align, relation) (+ diversity),
+    loss; with a ``BatchPart`` (data-parallel), idx are this rank's rows and every term is its share.
 
     x (N, D) and z_cf (N, d_cf) are non-persistent buffers, so moving the objective moves the data.
     LETTER's codeword groups are recomputed at every epoch start (``new_epoch``) and, per level, only once
@@ -95,36 +96,59 @@ class RQVAEObjective(nn.Module):
         self.groups = [None] * self.model.rq.n_levels
         self.gen.manual_seed(c.seed * 1_000_003 + epoch + 1)  # per epoch, so a replayed epoch draws the same
 
-    def forward(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    def prime(self, idx: torch.Tensor) -> None:
+        """The network alone on items ``idx`` (training mode: the codebooks' k-means init on a first batch)."""
+        self.model(self.x[idx])
+
+    def forward(self, idx: torch.Tensor, part: BatchPart | None = None) -> dict[str, torch.Tensor]:
         c = self.config
         xb = self.x[idx]
         xh, q = self.model(xb)
         recon = (xh.float() - xb).pow(2).sum(-1).mean()  # ||x - x̂||^2, batch mean
         out = {"recon": recon, "rq": q.loss}
-        loss = recon + q.loss
+        if part is not None:  # row means over this rank's rows: its share of the global batch's means
+            out = {k: v * part.share for k, v in out.items()}
+        loss = out["recon"] + out["rq"]
         if self.zcf is not None:
-            a = self.align(q.codeword_sum, self.zcf[idx])
+            a = self.align(q.codeword_sum, self.zcf[idx if part is None else part.batch], part)
             out |= {"align": a["align"], "relation": a["relation"]}
             loss = loss + a["loss"]
         if c.diversity > 0:
-            div = q.loss.new_zeros(())
-            for lvl, vq in enumerate(self.model.rq.levels):
-                if self.groups[lvl] is None:
-                    self.groups[lvl] = balanced_groups(vq.codebook, c.diversity_groups, seed=c.seed + lvl)
-                codes = q.codes[:, lvl]  # (B,)
-                # groups and the generator live on the CPU: draw there, use on the codes' device
-                pos = sample_positives(codes.cpu(), self.groups[lvl], self.gen).to(codes.device)
-                div = div + diversity_loss(vq.codebook[codes], codes, vq.codebook, pos, tau=c.diversity_tau)
+            div = self._diversity(q.codes, part)
             out["diversity"] = div
             loss = loss + c.diversity * div
         out["loss"] = loss
         return out
+
+    def _diversity(self, codes: torch.Tensor, part: BatchPart | None) -> torch.Tensor:
+        """Sum over levels of LETTER's L_div of the batch's codes (B, L) (a rank's share with ``part``)."""
+        c = self.config
+        pos = []
+        for lvl, vq in enumerate(self.model.rq.levels):
+            if self.groups[lvl] is None:
+                self.groups[lvl] = balanced_groups(vq.codebook, c.diversity_groups, seed=c.seed + lvl)
+            own = codes[:, lvl].cpu()  # (B,) groups and the generator live on the CPU: draw there
+            if part is not None:  # draw for the whole global batch (one process's stream), keep this rank's rows
+                full = torch.zeros(len(part.batch), dtype=own.dtype)
+                full[part.rows] = own  # a row's draw depends on its own code and uniform only
+                pos.append(sample_positives(full, self.groups[lvl], self.gen)[part.rows])
+            else:
+                pos.append(sample_positives(own, self.groups[lvl], self.gen))
+        # L_div averages over the rows that have a positive: a rank weighs its mean by its share of them
+        weight = None if part is None else part.count_share(torch.stack([(p >= 0).sum() for p in pos]))
+        div = codes.new_zeros((), dtype=self.model.rq.levels[0].codebook.dtype)
+        for lvl, vq in enumerate(self.model.rq.levels):
+            lc = codes[:, lvl]
+            term = diversity_loss(vq.codebook[lc], lc, vq.codebook, pos[lvl].to(lc.device), tau=c.diversity_tau)
+            div = div + (term if weight is None else term * float(weight[lvl]))
+        return div
 
 
 class RQVAETokenizer(BaseTokenizer):
     """TIGER (alpha = beta = 0) or LETTER (alpha > 0) item tokenizer over one modality."""
 
     name = "rqvae"
+    data_parallel = True  # under an active process group ``fit`` trains data-parallel (``training``)
 
     def __init__(self, *, config: RQVAEConfig | None = None):
         self.config = config or RQVAEConfig()
