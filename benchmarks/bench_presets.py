@@ -16,6 +16,8 @@ Suites (``--suite``; ``--presets a,b`` runs any presets instead):
     movielens-ablations  MusicRec and its six Table-3 ablations on built-in MovieLens
     lcrec                LC-Rec Instruments and Games (no item text: item2vec views stand in)
     baselines            MostPopular and SASRec on built-in MovieLens, LC-Rec Instruments / Games, MQL4GRec Instruments
+    id-sources           one GPT-2 generator over five ID sources on amazon-mql4grec/Instruments (random control,
+                         text codes, image codes, collaborative RQ-KMeans over SASRec, FusID), SASRec beside them
 
 Budgets (``--budget``; overrides on top of each preset, only the keys of the kinds it selects):
     cpu     2-core CPU: generators 4 epochs (patience 2), 256 rows a step, each user's last 20 train targets,
@@ -54,9 +56,10 @@ from pathlib import Path
 
 from semid.config import differences, parse_overrides
 from semid.data.registry import BUILTIN
+from semid.eval.compare import MeanCI, mean_ci
 from semid.pipeline.config import model_kind, tokenizer_kind
 from semid.pipeline.overrides import SELECTIONS, applies
-from semid.pipeline.presets import resolve
+from semid.pipeline.presets import PRESETS, resolve
 from semid.pipeline.runner import UNTRAINED_MODELS, run, stored_config
 from semid.tokenizers.ids import conflict_summary
 
@@ -100,6 +103,8 @@ SUITES = {
         "mql4grec-musicrec",
         *(f"mql4grec-musicrec-{a}" for a in ("wo_isem", "wo_tsem", "wo_align", "wo_rel", "wo_mmg", "wo_mma")),
     ],
+    "id-sources": ["mql4grec-popular", "mql4grec-sasrec",
+                   *(f"mql4grec-{s}-ids-gpt2" for s in ("random", "text", "image", "cf")), "mql4grec-fusid-gpt2"],
     "baselines": [f"{d}-{m}" for d in ("movielens", "lcrec-instruments", "lcrec-games", "mql4grec")
                   for m in ("popular", "sasrec")],
 }
@@ -122,8 +127,6 @@ METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 def _budget(name: str, preset: str) -> dict:
     """The budget's overrides for one preset (an unknown key fails in ``resolve``, naming it)."""
-    from semid.pipeline.presets import PRESETS
-
     known = dict(BUDGETS[name])
     if PRESETS[preset].overrides.get("model") in UNTRAINED_MODELS:
         known = {}  # fitted without the trainer: a budget has nothing to set
@@ -171,13 +174,48 @@ def _cli_value(v) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+def learning_curve(run_dir: Path) -> list[dict]:
+    """Per-epoch rows of a run's trainer log (``model/train_log.jsonl``): epoch, train loss, validation
+    metrics, seconds; [] for models fitted without the trainer."""
+    log = Path(run_dir) / "model" / "train_log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _print_curve(name: str, rows: list[dict]) -> None:
+    for r in rows:
+        v = r.get("valid") or {}
+        n = v.get("n_eval_users")
+        print(f"    {name} epoch {r['epoch']}: train loss {r['train_loss']:.4f}  valid NDCG@10 "
+              f"{v.get('NDCG@10', float('nan')):.4f} HR@10 {v.get('HR@10', float('nan')):.4f}"
+              + (f" ({int(n)} users)" if n else "") + f"  lr {r.get('lr', float('nan')):.2e}  "
+              f"{r.get('seconds', 0):.0f}s", flush=True)
+
+
+def seed_summary(runs: list[dict]) -> dict[str, MeanCI]:
+    """Mean ± 95% CI over a preset's seeds of each test metric and of its total seconds."""
+    out = {k: mean_ci([r["test"][k] for r in runs]) for k in METRICS}
+    out["total_seconds"] = mean_ci([r.get("total_seconds", 0.0) for r in runs])
+    return out
+
+
+def _cell(ci: MeanCI) -> str:
+    return f"{ci.mean:.4f}" if ci.n < 2 else f"{ci.mean:.4f} ± {ci.half_width:.4f}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict]:
-    """Run (or with ``--dry-run`` only resolve) the presets; returns {preset: result} (dry run: the plan)."""
+    """Run (or with ``--dry-run`` only resolve) the presets; returns {preset: result} (with several seeds,
+    {preset: [result per seed]}; dry run: the plan)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=sorted(SUITES), default="mql4grec")
     ap.add_argument("--presets", default="", help="comma list (default: the whole suite)")
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides, e.g. train.epochs=2")
+    ap.add_argument("--seeds", default="", help="comma list of run seeds (e.g. 0,1,2): the table gives mean ± "
+                    "95%% CI over them; default: each preset's own seed, one run")
+    ap.add_argument("--curves", action="store_true",
+                    help="print each run's learning curve (train loss, validation metrics per epoch)")
     ap.add_argument("--data", default="", help="dataset path override (default: the preset's)")
     ap.add_argument("--out", default="runs/bench_presets")
     ap.add_argument("--results", default="", help="write all metrics as JSON here")
@@ -186,54 +224,69 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     args = ap.parse_args(argv)
 
     names = [p for p in args.presets.split(",") if p] or SUITES[args.suite]
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     extra = split_extra(parse_overrides([f"--{s}" if not s.startswith("--") else s for s in args.set]), names)
-    results, meta, plan = {}, {}, {}
+    results: dict[str, list[dict]] = {}
+    meta, plan = {}, {}
     for name in names:
-        ov = {**_budget(args.budget, name), **extra[name]}
-        if args.data:
-            ov["data.dataset"] = args.data
-        cfg = resolve(name, ov)
-        run_dir = Path(args.out) / args.budget / name
-        meta[name] = (cfg.data.dataset, model_kind(cfg))
-        if args.dry_run:
-            found = cfg.data.dataset in BUILTIN or Path(cfg.data.dataset).exists()
-            state = "finished" if (run_dir / "summary.json").is_file() else "resume" if run_dir.exists() else "new"
-            plan[name] = {"overrides": ov, "run_dir": str(run_dir), "state": state, "data_found": found}
-            print(f"{name:34s} {model_kind(cfg)} / {tokenizer_kind(cfg)}  data {cfg.data.dataset}"
-                  f"{'' if found else ' (NOT FOUND)'}  {state} {run_dir}\n    semid run --preset {name} "
-                  + "".join(f"--{k}={_cli_value(v)} " for k, v in ov.items()) + f"--run-dir {run_dir}")
-            continue
-        t0 = time.perf_counter()
-        if (run_dir / "summary.json").is_file():
-            # A finished run is reused only when it was made by this very config (budget, --set, data).
-            saved = json.loads((run_dir / "config.json").read_text())
-            diff = differences(saved, stored_config(cfg))
-            if diff:
-                raise SystemExit(f"{run_dir} holds a finished run of another config ({'; '.join(diff[:5])}); "
-                                 "pass another --out or remove that directory")
-            res = json.loads((run_dir / "summary.json").read_text())
-        else:
-            res = run(cfg, run_dir, resume=run_dir.exists())  # an interrupted run continues
-        res["wall_s"] = time.perf_counter() - t0
-        results[name] = res
-        m = res["test"]
-        ids = f"  ids: {conflict_summary(res['tokenizer'])}" if res.get("tokenizer") else ""
-        print(f"{name:34s} " + " ".join(f"{k}={m[k]:.4f}" for k in METRICS)
-              + f"  users={int(m['n_eval_users'])}  total={res.get('total_seconds', 0):.0f}s{ids}", flush=True)
+        # MostPopular is a count: one run stands for every seed
+        deterministic = PRESETS[name].overrides.get("model") == "popular"
+        for seed in (seeds[:1] if deterministic else seeds) or [None]:
+            ov = {**_budget(args.budget, name), **extra[name], **({} if seed is None else {"seed": seed})}
+            if args.data:
+                ov["data.dataset"] = args.data
+            cfg = resolve(name, ov)
+            run_dir = Path(args.out) / args.budget / name
+            if seed is not None:
+                run_dir = run_dir / f"seed{seed}"
+            label = name if seed is None else f"{name} seed {seed}"
+            meta[name] = (cfg.data.dataset, model_kind(cfg))
+            if args.dry_run:
+                found = cfg.data.dataset in BUILTIN or Path(cfg.data.dataset).exists()
+                state = ("finished" if (run_dir / "summary.json").is_file()
+                         else "resume" if run_dir.exists() else "new")
+                plan[label] = {"overrides": ov, "run_dir": str(run_dir), "state": state, "data_found": found}
+                print(f"{label:34s} {model_kind(cfg)} / {tokenizer_kind(cfg)}  data {cfg.data.dataset}"
+                      f"{'' if found else ' (NOT FOUND)'}  {state} {run_dir}\n    semid run --preset {name} "
+                      + "".join(f"--{k}={_cli_value(v)} " for k, v in ov.items()) + f"--run-dir {run_dir}")
+                continue
+            t0 = time.perf_counter()
+            if (run_dir / "summary.json").is_file():
+                # A finished run is reused only when it was made by this very config (budget, --set, seed, data).
+                saved = json.loads((run_dir / "config.json").read_text())
+                diff = differences(saved, stored_config(cfg))
+                if diff:
+                    raise SystemExit(f"{run_dir} holds a finished run of another config ({'; '.join(diff[:5])}); "
+                                     "pass another --out or remove that directory")
+                res = json.loads((run_dir / "summary.json").read_text())
+            else:
+                res = run(cfg, run_dir, resume=run_dir.exists())  # an interrupted run continues
+            res["wall_s"] = time.perf_counter() - t0
+            results.setdefault(name, []).append(res)
+            m = res["test"]
+            ids = f"  ids: {conflict_summary(res['tokenizer'])}" if res.get("tokenizer") else ""
+            print(f"{label:34s} " + " ".join(f"{k}={m[k]:.4f}" for k in METRICS)
+                  + f"  users={int(m['n_eval_users'])}  total={res.get('total_seconds', 0):.0f}s{ids}", flush=True)
+            if args.curves:
+                _print_curve(label, learning_curve(run_dir))
     if args.dry_run:
         return plan
-    ratios = same_run_ratios(results, meta)
-    print()
+    summaries = {name: seed_summary(runs) for name, runs in results.items()}
+    ratios = same_run_ratios({n: {"test": {"NDCG@10": s["NDCG@10"].mean}} for n, s in summaries.items()}, meta)
+    n_seeds = f"mean ± 95% CI over {len(seeds)} seeds" if len(seeds) > 1 else "one run"
+    print(f"\n{n_seeds}; ratios are of mean NDCG@10 to SASRec / MostPopular run here on the same split")
     print("| method | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | NDCG@10 / SASRec | NDCG@10 / MostPopular | total s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, vals in PUBLISHED.get(args.suite, []) if not args.presets else []:
         print(f"| {label} | " + " | ".join(f"{v:.4f}" for v in vals) + " | — | — | — | — |")
-    for name, res in results.items():
-        m, r = res["test"], ratios[name]
-        cells = [f"{m[k]:.4f}" for k in METRICS] + [f"{r[k]:.2f}" if k in r else "—" for k in ("sasrec", "popular")]
-        print(f"| {name} (ours, {args.budget}) | " + " | ".join(cells) + f" | {res.get('total_seconds', 0):.0f} |")
+    for name, sm in summaries.items():
+        r = ratios[name]
+        cells = [_cell(sm[k]) for k in METRICS] + [f"{r[k]:.2f}" if k in r else "—" for k in ("sasrec", "popular")]
+        print(f"| {name} (ours, {args.budget}) | " + " | ".join(cells) + f" | {sm['total_seconds'].mean:.0f} |")
     if args.results:
         Path(args.results).write_text(json.dumps(results, indent=1, default=float))
+    if not seeds:
+        return {name: runs[0] for name, runs in results.items()}
     return results
 
 

@@ -413,3 +413,31 @@ def test_tokenize_uses_the_matching_builtin_preset():
     assert cfg.tokenizer.n_levels == 4 and cfg.tokenizer.epochs == 100 and cfg.tokenizer.alpha == 1e-2
     cfg, note = _tokenize_config("rqvae", "movielens", None, None, [])
     assert note == "" and cfg.features == () and tokenizer_kind(cfg) == "rqvae"
+
+
+def test_bench_presets_seeds_get_their_own_runs_and_a_t_interval(tmp_path):
+    bench = _bench_presets()
+    plan = bench.main(["--presets", "mql4grec-popular,mql4grec-sasrec", "--seeds", "0,1,2", "--dry-run",
+                       "--out", str(tmp_path)])
+    # MostPopular is deterministic: one run; SASRec: one run per seed, the seed in its overrides and directory
+    assert list(plan) == ["mql4grec-popular seed 0"] + [f"mql4grec-sasrec seed {s}" for s in (0, 1, 2)]
+    assert plan["mql4grec-sasrec seed 2"]["overrides"]["seed"] == 2
+    assert plan["mql4grec-sasrec seed 2"]["run_dir"].endswith("mql4grec-sasrec/seed2")
+    runs = [{"test": {k: v for k in bench.METRICS}, "total_seconds": 10.0} for v in (0.1, 0.2, 0.3)]
+    sm = bench.seed_summary(runs)
+    # mean 0.2, sd 0.1, t_{0.975, 2} = 4.3027: half-width 4.3027 * 0.1 / sqrt(3)
+    assert sm["NDCG@10"].mean == pytest.approx(0.2) and sm["NDCG@10"].half_width == pytest.approx(0.248418, abs=1e-5)
+    assert bench._cell(sm["HR@10"]) == "0.2000 ± 0.2484" and sm["total_seconds"].mean == 10.0
+
+
+def test_bench_presets_learning_curve_reads_the_trainer_log(tmp_path, capsys):
+    bench = _bench_presets()
+    assert bench.learning_curve(tmp_path) == []  # no trainer (MostPopular): no curve
+    (tmp_path / "model").mkdir()
+    rows = [{"epoch": e, "train_loss": 3.0 - e, "lr": 1e-3, "seconds": 5.0,
+             "valid": {"NDCG@10": 0.01 * e, "HR@10": 0.02 * e, "n_eval_users": 100}} for e in range(2)]
+    (tmp_path / "model" / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert bench.learning_curve(tmp_path) == rows
+    bench._print_curve("x", rows)
+    out = capsys.readouterr().out
+    assert "x epoch 1: train loss 2.0000  valid NDCG@10 0.0100 HR@10 0.0200 (100 users)" in out

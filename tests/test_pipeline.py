@@ -370,3 +370,20 @@ def test_stored_reference_rows_name_their_source():
 
     refs = [r for p in PRESETS.values() for r in p.references]
     assert refs and all(r.source and 0 < r.ndcg10 <= r.hr10 <= 1 for r in refs)
+
+
+def test_random_ids_control_runs_end_to_end_and_reloads(tiny_amazon, tmp_path):
+    from semid.eval.evaluator import evaluate
+    from semid.pipeline.restore import load_run
+    from semid.tokenizers.random_ids import RandomIDsTokenizer
+
+    cfg = resolve(None, {**FAST, "data.dataset": str(tiny_amazon), "tokenizer": "random",
+                         "random.n_codes": [4, 4, 4], "model": "gpt2", "seed": 7,
+                         "gpt2.n_embd": 32, "gpt2.n_layer": 1, "gpt2.beam": 8, "gpt2.valid_beam": 4})
+    assert cfg.tokenizer.seed == 7  # the run seed reaches the draw
+    out = run(cfg, tmp_path / "r")
+    assert out["tokenizer"]["conflict_rate"] == 0.0
+    loaded = load_run(tmp_path / "r")
+    assert isinstance(loaded.tokenizer, RandomIDsTokenizer)
+    assert evaluate(loaded.model, loaded.split.test, progress=False)["NDCG@10"] == pytest.approx(
+        out["test"]["NDCG@10"], abs=1e-9)

@@ -176,3 +176,27 @@ def test_assign_matches_reference_property(n, k, d, chunk, seed):
     ref_lab, ref_d = assign_reference(x, c)
     np.testing.assert_array_equal(lab.numpy(), ref_lab)
     np.testing.assert_allclose(dist.numpy(), ref_d, atol=1e-9)
+
+
+def test_coarse_phase_is_lloyd_on_the_sample_then_on_all_points():
+    from semid.quantize.kmeans import coarse_sample, default_init_trials
+
+    x = _blobs(n=900, k=10, d=6, seed=12).astype(np.float64)
+    cfg = KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=20, refine_iter=3)  # 20 * 16 = 320 of 900 rows
+    km = KMeans(16, config=cfg).fit(x)
+    sub = coarse_sample(900, 16, 20, 5)
+    assert len(sub) == 320 and (np.diff(sub) > 0).all()
+    init = kmeans_plusplus_reference(x, 16, 5, trials=default_init_trials(16))
+    c1, _, h1 = kmeans_reference(x[sub], 16, n_iter=10, init=init)
+    c2, lab, h2 = kmeans_reference(x, 16, n_iter=3, init=c1)
+    assert (km.labels_ == lab).all()
+    np.testing.assert_allclose(km.centroids_, c2, atol=1e-9)
+    assert len(km.coarse_history_) <= 11 and len(km.history_) <= 4  # tol=0 stops at a fixed point
+    np.testing.assert_allclose(km.history_[-1], h2[-1], rtol=1e-9)
+    # off (the default) or a sample as large as the data: one plain fit on all points
+    assert coarse_sample(900, 16, 0, 5) is None and coarse_sample(300, 16, 20, 5) is None
+    plain = KMeans(16, config=KMeansConfig(n_iter=10, tol=0.0, seed=5)).fit(x)
+    big = KMeans(16, config=KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=100, refine_iter=3)).fit(x)
+    np.testing.assert_array_equal(plain.centroids_, big.centroids_)
+    with pytest.raises(ValueError, match="refine_iter"):
+        KMeans(4, config=KMeansConfig(refine_iter=-1)).fit(np.zeros((10, 2), np.float32))

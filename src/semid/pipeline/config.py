@@ -20,6 +20,7 @@ from semid.models.sasrec import SASRecConfig
 from semid.models.t5rec import T5RecConfig
 from semid.tokenizers.fusid import FusIDConfig
 from semid.tokenizers.musicrec import MusicRecConfig
+from semid.tokenizers.random_ids import RandomIDsConfig
 from semid.tokenizers.rqkmeans import RQKMeansConfig
 from semid.tokenizers.rqvae import RQVAEConfig
 from semid.train.loop import TrainConfig
@@ -48,6 +49,7 @@ TOKENIZER_KINDS: dict[str, type | None] = {
     "musicrec": MusicRecConfig,
     "rqkmeans": RQKMeansConfig,  # residual k-means (GRID, MiniOneRec)
     "precomputed": PrecomputedConfig,
+    "random": RandomIDsConfig,  # unique random tuples: the ID-source ablation's control
 }
 MODEL_KINDS: dict[str, type] = {
     "popular": PopularConfig,

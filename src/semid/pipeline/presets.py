@@ -157,6 +157,23 @@ PRESETS: dict[str, RunPreset] = {
                                        {**_MQL, "name": "image-ids+t5", "tokenizer": "precomputed",
                                         "precomputed": "vitemb", "model": "t5"}),
 }
+# The ID-source ablation: one generator (the all-position GPT-2 of mql4grec-fusid-gpt2), five ID sources.
+# "cf" = RQ-KMeans over the item embeddings of a SASRec trained as mql4grec-sasrec (width 64, RecBole's
+# optimiser), i.e. collaborative IDs; "random" = unique random tuples of the same shape (the control).
+_CF_IDS = {"features": ("cf=sasrec",), "tokenizer": "rqkmeans", "rqkmeans.modality": "cf",
+           "cf_sasrec.sasrec.hidden": 64, "cf_sasrec.train.epochs": 20,
+           **{f"cf_sasrec.{k}": v for k, v in {**_SASREC_OPT, "train.batch_size": 80}.items()}}
+for _src, _desc, _ov in (
+    ("random", "unique random IDs (3 x 256; the control)", {"tokenizer": "random"}),
+    ("text", "MQL4GRec's text IDs (LLaMA RQ-VAE codes, precomputed)", {"tokenizer": "precomputed",
+                                                                       "precomputed": "lemb"}),
+    ("image", "MQL4GRec's image IDs (CLIP RQ-VAE codes, precomputed)", {"tokenizer": "precomputed",
+                                                                        "precomputed": "vitemb"}),
+    ("cf", "collaborative IDs (RQ-KMeans 3 x 256 over SASRec item embeddings)", _CF_IDS),
+):
+    PRESETS[f"mql4grec-{_src}-ids-gpt2"] = RunPreset(
+        f"{_desc} + GPT-2 (as mql4grec-fusid-gpt2), MQL4GRec Instruments",
+        {**_MQL, "name": f"{_src}-ids+gpt2", **_ov, **_GPT2_SEQ})
 for _ds in ("Instruments", "Games"):
     PRESETS[f"lcrec-{_ds.lower()}-fusid-gpt2"] = RunPreset(
         f"FusID (item2vec) + GPT-2 (all-position training), amazon-lcrec/{_ds}",

@@ -13,7 +13,12 @@ Algorithm (torch backend):
    one GEMM against the candidates. On all points by default: on clustered data (residual k-means)
    seeding on a sample of 32 K points left a 3.5% higher final MSE. Seeding costs about as much as
    ``init_trials`` Lloyd passes (it reads x once per centroid); ``init_sample`` bounds it for large N.
-2. Lloyd iterations on all points until ``n_iter`` or a relative objective drop below ``tol``.
+2. Lloyd iterations on all points until ``n_iter`` or a relative objective drop below ``tol``. Opt-in for
+   large catalogs (``fit_sample``): the ``n_iter`` passes run on a random ``fit_sample * K`` points first and
+   at most ``refine_iter`` full passes follow, so a fit costs about ``n_iter * fit_sample * K / N +
+   refine_iter`` full passes. Off by default: with seeding on all points it kept the MSE of a full fit on
+   clustered data, but the PQ case (100k x 128, K=1024) reached faiss's MSE only with seeding on a sample
+   too, which lost 1% MSE to full seeding there and 5% on clustered residual data (benchmarks/RESULTS.md).
    Distances are one GEMM per row block, ``||c||^2 - 2 x.c`` (``addmm``), reduced by a fused min/argmin
    (``||x||^2`` is added to the minimum only), with the block sized so it stays in cache.
 A cluster that empties is re-seeded at the point currently farthest from its centroid, which can only
@@ -48,6 +53,8 @@ class KMeansConfig:
     chunk_size: int = 0  # rows per distance block (memory O(chunk_size * K)); 0 = auto (2^21 / K rows)
     init_trials: int = 0  # k-means++ candidates per step, best kept; 0 = 2 + ln K (scikit-learn's), 1 = plain
     init_sample: int = 0  # k-means++ runs on at most init_sample * K random points; 0 = on all points
+    fit_sample: int = 0  # coarse phase: Lloyd on at most fit_sample * K random points first; 0 = off
+    refine_iter: int = 0  # with fit_sample: at most this many Lloyd passes on all points after the coarse phase
 
 
 def _faiss_available() -> bool:
@@ -136,6 +143,47 @@ def _dist_to(x: torch.Tensor, x_sq: torch.Tensor, cand: torch.Tensor) -> torch.T
     return d.add_(x_sq[:, None]).clamp_min_(0.0)
 
 
+def coarse_sample(n: int, k: int, fit_sample: int, seed: int) -> np.ndarray | None:
+    """Sorted row indices of the coarse phase's sample (``fit_sample * k`` of ``n`` rows drawn without
+    replacement from their own seeded stream), or None when the phase is off or would hold every row."""
+    size = fit_sample * k
+    if fit_sample <= 0 or size >= n:
+        return None
+    return np.sort(np.random.default_rng([seed, 1]).choice(n, size=size, replace=False))
+
+
+def lloyd(
+    x: torch.Tensor, c: torch.Tensor, n_iter: int, tol: float, chunk_size: int = 0
+) -> tuple[torch.Tensor, list[float], torch.Tensor, torch.Tensor]:
+    """Lloyd passes from centroids c [k, D] over x [N, D]: (centroids, objective per pass + of the final
+    assignment, final labels int64 [N], final squared distances [N]). Stops after ``n_iter`` passes or
+    when a pass lowers the objective by at most ``tol`` of it."""
+    k = len(c)
+    x_sq = (x * x).sum(1)
+    history: list[float] = []
+    for _ in range(n_iter):
+        labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
+        history.append(float(d2.double().sum()))
+        sums = torch.zeros_like(c).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k)
+        nonempty = counts > 0
+        new = c.clone()
+        new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
+        empty = torch.nonzero(~nonempty).flatten()
+        if len(empty):
+            # Farthest points first; stable order so ties match the NumPy reference.
+            far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
+            empty = empty[: len(far)]
+            ok = d2[far] > 0
+            new[empty[ok]] = x[far[ok]]
+        c = new
+        if len(history) > 1 and history[-2] - history[-1] <= tol * max(history[-2], 1e-30):
+            break
+    labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
+    history.append(float(d2.double().sum()))
+    return c, history, labels, d2
+
+
 class KMeans:
     """``KMeans(k, config=...).fit(x)`` -> centroids_ [k, D], labels_ [N], inertia_, history_ (per iteration)."""
 
@@ -160,10 +208,11 @@ class KMeans:
         if n == 0:
             raise ValueError("KMeans.fit got 0 points")
         cfg = self.config
-        if cfg.init_trials < 0 or cfg.init_sample < 0 or cfg.chunk_size < 0:
+        if min(cfg.init_trials, cfg.init_sample, cfg.chunk_size, cfg.fit_sample, cfg.refine_iter) < 0:
             raise ValueError(
-                "KMeansConfig.init_trials, init_sample and chunk_size must be >= 0 (0 = automatic), got "
-                f"{cfg.init_trials}, {cfg.init_sample}, {cfg.chunk_size}"
+                "KMeansConfig.init_trials, init_sample, chunk_size, fit_sample and refine_iter must be >= 0 "
+                f"(0 = automatic / off), got {cfg.init_trials}, {cfg.init_sample}, {cfg.chunk_size}, "
+                f"{cfg.fit_sample}, {cfg.refine_iter}"
             )
         backend = self.backend_for(n)
         self.backend_ = backend
@@ -188,28 +237,15 @@ class KMeans:
             c = kmeans_plusplus(x, k, cfg.seed, trials=trials, sample=sample)
         else:
             c = torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
-        x_sq = (x * x).sum(1)
-        history: list[float] = []
-        for _ in range(cfg.n_iter):
-            labels, d2 = assign(x, c, cfg.chunk_size, x_sq=x_sq)
-            history.append(float(d2.double().sum()))
-            sums = torch.zeros_like(c).index_add_(0, labels, x)
-            counts = torch.bincount(labels, minlength=k)
-            nonempty = counts > 0
-            new = c.clone()
-            new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
-            empty = torch.nonzero(~nonempty).flatten()
-            if len(empty):
-                # Farthest points first; stable order so ties match the NumPy reference.
-                far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
-                empty = empty[: len(far)]
-                ok = d2[far] > 0
-                new[empty[ok]] = x[far[ok]]
-            c = new
-            if len(history) > 1 and history[-2] - history[-1] <= cfg.tol * max(history[-2], 1e-30):
-                break
-        labels, d2 = assign(x, c, cfg.chunk_size, x_sq=x_sq)
-        history.append(float(d2.double().sum()))
+        n_iter, self.coarse_history_ = cfg.n_iter, []
+        sub = coarse_sample(len(x), k, cfg.fit_sample, cfg.seed)
+        if sub is not None:
+            # Coarse phase: the centroids settle on a random sample (each pass costs sample / N of a full one),
+            # then at most refine_iter full passes correct what the sample got wrong.
+            xs = x[torch.from_numpy(sub).to(dev)]
+            c, self.coarse_history_, _, _ = lloyd(xs, c, cfg.n_iter, cfg.tol, cfg.chunk_size)
+            n_iter = cfg.refine_iter
+        c, history, labels, _ = lloyd(x, c, n_iter, cfg.tol, cfg.chunk_size)
         self.centroids_ = c.cpu().numpy()
         self.labels_ = labels.cpu().numpy().astype(np.int64)
         self.inertia_ = history[-1]
