@@ -163,8 +163,8 @@ def _semid_with(**fields):
 
 KMEANS_BACKENDS = {
     "semid": _fit_semid, "faiss": _fit_faiss, "scikit-learn": _fit_sklearn,
-    # opt-in large-catalog mode: seeding on 16 K points, 25 passes on 32 K points, then <= 6 full passes
-    "semid-coarse": _semid_with(init_sample=16, fit_sample=32, refine_iter=6),
+    # the full fit on all points (the default below fit_min points, or with fit_sample=0)
+    "semid-full": _semid_with(fit_sample=0),
     # run to convergence like scikit-learn (which iterates up to 300 passes)
     "semid-converged": _semid_with(n_iter=300, tol=1e-6),
 }
@@ -194,7 +194,7 @@ def compare_kmeans(args) -> list[dict]:
     import importlib.util
 
     backends = [b for b, mod in (("semid", None), ("faiss", "faiss"), ("scikit-learn", "sklearn"),
-                                 ("semid-coarse", None), ("semid-converged", None))
+                                 ("semid-full", None), ("semid-converged", None))
                 if mod is None or importlib.util.find_spec(mod) is not None]
     if "faiss" in backends:
         import faiss
@@ -204,7 +204,7 @@ def compare_kmeans(args) -> list[dict]:
     cases = {
         f"PQ {args.kmeans_subspaces} of 5 x K=1024 on {n} x 640": (
             clustered(n, 640, 4096, 1.0, 0)[:, : 128 * args.kmeans_subspaces],
-            lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss", "semid-coarse")),
+            lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss", "semid-full")),
         f"residual 3 x K=256 on {n} x 128 clustered": (
             clustered(n, 128, 1000, 3.0, 1), lambda f, x: residual_case(f, x, 3, 256),
             ("semid", "faiss", "scikit-learn", "semid-converged")),

@@ -187,8 +187,9 @@ def _print_curve(name: str, rows: list[dict]) -> None:
     for r in rows:
         v = r.get("valid") or {}
         n = v.get("n_eval_users")
+        hr = v.get("HR@10", v.get("Recall@10", float("nan")))  # generators log Recall@10 (= HR@10, one target)
         print(f"    {name} epoch {r['epoch']}: train loss {r['train_loss']:.4f}  valid NDCG@10 "
-              f"{v.get('NDCG@10', float('nan')):.4f} HR@10 {v.get('HR@10', float('nan')):.4f}"
+              f"{v.get('NDCG@10', float('nan')):.4f} HR@10 {hr:.4f}"
               + (f" ({int(n)} users)" if n else "") + f"  lr {r.get('lr', float('nan')):.2e}  "
               f"{r.get('seconds', 0):.0f}s", flush=True)
 

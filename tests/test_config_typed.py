@@ -441,3 +441,5 @@ def test_bench_presets_learning_curve_reads_the_trainer_log(tmp_path, capsys):
     bench._print_curve("x", rows)
     out = capsys.readouterr().out
     assert "x epoch 1: train loss 2.0000  valid NDCG@10 0.0100 HR@10 0.0200 (100 users)" in out
+    bench._print_curve("g", [{"epoch": 0, "train_loss": 1.0, "valid": {"NDCG@10": 0.1, "Recall@10": 0.3}}])
+    assert "valid NDCG@10 0.1000 HR@10 0.3000" in capsys.readouterr().out  # a generator logs Recall@10

@@ -182,21 +182,43 @@ def test_coarse_phase_is_lloyd_on_the_sample_then_on_all_points():
     from semid.quantize.kmeans import coarse_sample, default_init_trials
 
     x = _blobs(n=900, k=10, d=6, seed=12).astype(np.float64)
-    cfg = KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=20, refine_iter=3)  # 20 * 16 = 320 of 900 rows
-    km = KMeans(16, config=cfg).fit(x)
+    cfg = KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=20, fit_min=0, refine_iter=3, init_sample=50)
+    km = KMeans(16, config=cfg).fit(x)  # coarse phase on 20 * 16 = 320 of 900 rows; seeding on 50 * 16 = 800
     sub = coarse_sample(900, 16, 20, 5)
     assert len(sub) == 320 and (np.diff(sub) > 0).all()
-    init = kmeans_plusplus_reference(x, 16, 5, trials=default_init_trials(16))
+    init = kmeans_plusplus_reference(x, 16, 5, trials=default_init_trials(16), sample=800)
     c1, _, h1 = kmeans_reference(x[sub], 16, n_iter=10, init=init)
     c2, lab, h2 = kmeans_reference(x, 16, n_iter=3, init=c1)
     assert (km.labels_ == lab).all()
     np.testing.assert_allclose(km.centroids_, c2, atol=1e-9)
     assert len(km.coarse_history_) <= 11 and len(km.history_) <= 4  # tol=0 stops at a fixed point
     np.testing.assert_allclose(km.history_[-1], h2[-1], rtol=1e-9)
-    # off (the default) or a sample as large as the data: one plain fit on all points
+    # off, a sample as large as the data, or no more points than fit_min (the default 32768): one plain fit
     assert coarse_sample(900, 16, 0, 5) is None and coarse_sample(300, 16, 20, 5) is None
-    plain = KMeans(16, config=KMeansConfig(n_iter=10, tol=0.0, seed=5)).fit(x)
-    big = KMeans(16, config=KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=100, refine_iter=3)).fit(x)
-    np.testing.assert_array_equal(plain.centroids_, big.centroids_)
+    assert coarse_sample(900, 16, 20, 5, fit_min=900) is None and coarse_sample(901, 16, 20, 5, fit_min=900) is not None
+    plain = KMeans(16, config=KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=0)).fit(x)
+    for off in (KMeansConfig(n_iter=10, tol=0.0, seed=5), KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=100,
+                                                                          fit_min=0)):
+        np.testing.assert_array_equal(plain.centroids_, KMeans(16, config=off).fit(x).centroids_)
+    ref_c, _, _ = kmeans_reference(x, 16, n_iter=10, seed=5, trials=default_init_trials(16))
+    np.testing.assert_allclose(plain.centroids_, ref_c, atol=1e-9)
     with pytest.raises(ValueError, match="refine_iter"):
         KMeans(4, config=KMeansConfig(refine_iter=-1)).fit(np.zeros((10, 2), np.float32))
+
+
+def test_coarse_phase_seeds_on_a_sample_unless_told(monkeypatch):
+    from semid.quantize import kmeans as km_mod
+
+    x = _blobs(n=2000, k=10, d=4, seed=13)
+    seen = []
+    real = km_mod.kmeans_plusplus
+
+    def spy(x, k, seed=0, *, trials=1, sample=0):
+        seen.append(sample)
+        return real(x, k, seed, trials=trials, sample=sample)
+
+    monkeypatch.setattr(km_mod, "kmeans_plusplus", spy)
+    KMeans(8, config=KMeansConfig(n_iter=3, fit_sample=10, fit_min=0)).fit(x)  # coarse: 80 of 2000 rows
+    KMeans(8, config=KMeansConfig(n_iter=3, fit_sample=10, fit_min=0, init_sample=2)).fit(x)
+    KMeans(8, config=KMeansConfig(n_iter=3)).fit(x)  # 2000 <= fit_min: all points, as before
+    assert seen == [km_mod.COARSE_SEED_POINTS, 16, 0]

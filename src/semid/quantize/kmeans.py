@@ -12,13 +12,16 @@ Algorithm (torch backend):
    with probability proportional to D(x)^2, the one that lowers the potential most is kept), each step
    one GEMM against the candidates. On all points by default: on clustered data (residual k-means)
    seeding on a sample of 32 K points left a 3.5% higher final MSE. Seeding costs about as much as
-   ``init_trials`` Lloyd passes (it reads x once per centroid); ``init_sample`` bounds it for large N.
-2. Lloyd iterations on all points until ``n_iter`` or a relative objective drop below ``tol``. Opt-in for
-   large catalogs (``fit_sample``): the ``n_iter`` passes run on a random ``fit_sample * K`` points first and
-   at most ``refine_iter`` full passes follow, so a fit costs about ``n_iter * fit_sample * K / N +
-   refine_iter`` full passes. Off by default: with seeding on all points it kept the MSE of a full fit on
-   clustered data, but the PQ case (100k x 128, K=1024) reached faiss's MSE only with seeding on a sample
-   too, which lost 1% MSE to full seeding there and 5% on clustered residual data (benchmarks/RESULTS.md).
+   ``init_trials`` Lloyd passes (it reads x once per centroid); ``init_sample`` bounds it for large N, and in
+   the coarse phase below it runs on max(16 K, 16384) random points unless ``init_sample`` says otherwise.
+2. Lloyd iterations on all points until ``n_iter`` or a relative objective drop below ``tol``. Large inputs
+   (more than max(``fit_min``, ``fit_sample`` * K) points) take a coarse phase first: the ``n_iter`` passes
+   run on ``fit_sample * K`` random points, then at most ``refine_iter`` passes on all of them, so a fit costs
+   about ``n_iter * fit_sample * K / N + refine_iter`` full passes plus a seeding on a sample. Why the
+   threshold: on 100k x 128 with K=1024 this is as fast as faiss at its MSE, where seeding on all points
+   costs about as much as the Lloyd passes themselves (1% lower MSE, 2.6x faiss's time); on clustered
+   residual data seeding on a small sample lost 5% MSE, so catalogs under 32,768 items (every shared
+   dataset) keep the full fit (``fit_sample=0`` restores it everywhere).
    Distances are one GEMM per row block, ``||c||^2 - 2 x.c`` (``addmm``), reduced by a fused min/argmin
    (``||x||^2`` is added to the minimum only), with the block sized so it stays in cache.
 A cluster that empties is re-seeded at the point currently farthest from its centroid, which can only
@@ -53,8 +56,9 @@ class KMeansConfig:
     chunk_size: int = 0  # rows per distance block (memory O(chunk_size * K)); 0 = auto (2^21 / K rows)
     init_trials: int = 0  # k-means++ candidates per step, best kept; 0 = 2 + ln K (scikit-learn's), 1 = plain
     init_sample: int = 0  # k-means++ runs on at most init_sample * K random points; 0 = on all points
-    fit_sample: int = 0  # coarse phase: Lloyd on at most fit_sample * K random points first; 0 = off
-    refine_iter: int = 0  # with fit_sample: at most this many Lloyd passes on all points after the coarse phase
+    fit_sample: int = 32  # coarse phase: Lloyd on fit_sample * K random points first (large N only); 0 = off
+    fit_min: int = 32768  # the coarse phase runs only on more points than this (and than fit_sample * K)
+    refine_iter: int = 6  # after the coarse phase: at most this many Lloyd passes on all points
 
 
 def _faiss_available() -> bool:
@@ -143,11 +147,15 @@ def _dist_to(x: torch.Tensor, x_sq: torch.Tensor, cand: torch.Tensor) -> torch.T
     return d.add_(x_sq[:, None]).clamp_min_(0.0)
 
 
-def coarse_sample(n: int, k: int, fit_sample: int, seed: int) -> np.ndarray | None:
+COARSE_SEED_POINTS = 16384  # coarse phase: k-means++ on max(16 K, this many) points unless init_sample is set
+
+
+def coarse_sample(n: int, k: int, fit_sample: int, seed: int, fit_min: int = 0) -> np.ndarray | None:
     """Sorted row indices of the coarse phase's sample (``fit_sample * k`` of ``n`` rows drawn without
-    replacement from their own seeded stream), or None when the phase is off or would hold every row."""
+    replacement from their own seeded stream), or None when the phase is off: ``fit_sample`` 0, or ``n`` not
+    above ``fit_min`` and the sample size."""
     size = fit_sample * k
-    if fit_sample <= 0 or size >= n:
+    if fit_sample <= 0 or n <= max(size, fit_min):
         return None
     return np.sort(np.random.default_rng([seed, 1]).choice(n, size=size, replace=False))
 
@@ -208,11 +216,11 @@ class KMeans:
         if n == 0:
             raise ValueError("KMeans.fit got 0 points")
         cfg = self.config
-        if min(cfg.init_trials, cfg.init_sample, cfg.chunk_size, cfg.fit_sample, cfg.refine_iter) < 0:
+        if min(cfg.init_trials, cfg.init_sample, cfg.chunk_size, cfg.fit_sample, cfg.fit_min, cfg.refine_iter) < 0:
             raise ValueError(
-                "KMeansConfig.init_trials, init_sample, chunk_size, fit_sample and refine_iter must be >= 0 "
-                f"(0 = automatic / off), got {cfg.init_trials}, {cfg.init_sample}, {cfg.chunk_size}, "
-                f"{cfg.fit_sample}, {cfg.refine_iter}"
+                "KMeansConfig.init_trials, init_sample, chunk_size, fit_sample, fit_min and refine_iter must be "
+                f">= 0 (0 = automatic / off), got {cfg.init_trials}, {cfg.init_sample}, {cfg.chunk_size}, "
+                f"{cfg.fit_sample}, {cfg.fit_min}, {cfg.refine_iter}"
             )
         backend = self.backend_for(n)
         self.backend_ = backend
@@ -231,14 +239,17 @@ class KMeans:
             x = x.float()
         x = x.contiguous()
         k = self.k
+        sub = coarse_sample(len(x), k, cfg.fit_sample, cfg.seed, cfg.fit_min)
         if init is None:
             trials = cfg.init_trials or default_init_trials(k)
-            sample = cfg.init_sample * k if cfg.init_sample else 0
+            if cfg.init_sample:
+                sample = cfg.init_sample * k
+            else:  # all points, or a sample when the coarse phase makes seeding the dominant cost
+                sample = 0 if sub is None else max(16 * k, COARSE_SEED_POINTS)
             c = kmeans_plusplus(x, k, cfg.seed, trials=trials, sample=sample)
         else:
             c = torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
         n_iter, self.coarse_history_ = cfg.n_iter, []
-        sub = coarse_sample(len(x), k, cfg.fit_sample, cfg.seed)
         if sub is not None:
             # Coarse phase: the centroids settle on a random sample (each pass costs sample / N of a full one),
             # then at most refine_iter full passes correct what the sample got wrong.
