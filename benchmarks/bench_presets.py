@@ -42,6 +42,9 @@ Budgets (``--budget``; overrides on top of each preset, only the keys of the kin
     # any presets, any extra overrides (a --set key goes to every preset whose kinds it names; one that no
     # preset of the run takes is refused):
     python benchmarks/bench_presets.py --presets mql4grec-tiger,mql4grec-musicrec --set train.epochs=2
+    # one GPT-2 over five ID sources with SASRec beside it, 3 seeds (mean ± 95% t-interval), learning curves:
+    python benchmarks/bench_presets.py --suite id-sources --budget preset --seeds 0,1,2 --curves \
+        --set train.epochs=8 train.patience=0   # puts mql4grec-fusid-gpt2 on the id-source presets' schedule
     # smoke check (seconds, no data read, nothing trained or written): each preset's resolved overrides,
     # data path and run directory, as the equivalent `semid run` command line:
     python benchmarks/bench_presets.py --suite baselines --dry-run
