@@ -162,9 +162,9 @@ def coarse_sample(n: int, k: int, fit_sample: int, seed: int, fit_min: int = 0) 
 
 def lloyd(
     x: torch.Tensor, c: torch.Tensor, n_iter: int, tol: float, chunk_size: int = 0
-) -> tuple[torch.Tensor, list[float], torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, list[float], torch.Tensor]:
     """Lloyd passes from centroids c [k, D] over x [N, D]: (centroids, objective per pass + of the final
-    assignment, final labels int64 [N], final squared distances [N]). Stops after ``n_iter`` passes or
+    assignment, final labels int64 [N]). Stops after ``n_iter`` passes or
     when a pass lowers the objective by at most ``tol`` of it."""
     k = len(c)
     x_sq = (x * x).sum(1)
@@ -189,7 +189,7 @@ def lloyd(
             break
     labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
     history.append(float(d2.double().sum()))
-    return c, history, labels, d2
+    return c, history, labels
 
 
 class KMeans:
@@ -254,9 +254,9 @@ class KMeans:
             # Coarse phase: the centroids settle on a random sample (each pass costs sample / N of a full one),
             # then at most refine_iter full passes correct what the sample got wrong.
             xs = x[torch.from_numpy(sub).to(dev)]
-            c, self.coarse_history_, _, _ = lloyd(xs, c, cfg.n_iter, cfg.tol, cfg.chunk_size)
+            c, self.coarse_history_, _ = lloyd(xs, c, cfg.n_iter, cfg.tol, cfg.chunk_size)
             n_iter = cfg.refine_iter
-        c, history, labels, _ = lloyd(x, c, n_iter, cfg.tol, cfg.chunk_size)
+        c, history, labels = lloyd(x, c, n_iter, cfg.tol, cfg.chunk_size)
         self.centroids_ = c.cpu().numpy()
         self.labels_ = labels.cpu().numpy().astype(np.int64)
         self.inertia_ = history[-1]

@@ -9,7 +9,6 @@ so no disambiguating digit; the draw depends only on ``seed`` and the number of 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,12 +53,6 @@ class RandomIDsTokenizer(BaseTokenizer):
             raise ConfigError(f"random.n_codes={sizes}: {space} tuples overflow int64 ranks; use fewer levels")
         rng = np.random.default_rng(self.config.seed)
         ranks = rng.choice(space, size=n, replace=False)  # int64 [N], distinct
-        codes = np.zeros((n, len(sizes)), dtype=np.int64)
-        for lvl in range(len(sizes) - 1, -1, -1):  # mixed-radix digits, last level fastest
-            codes[:, lvl] = ranks % sizes[lvl]
-            ranks = ranks // sizes[lvl]
+        codes = np.stack(np.unravel_index(ranks, sizes), axis=1).astype(np.int64)  # mixed radix, last level fastest
         self._finalize(codes, sizes)
         return self
-
-    def get_params(self) -> dict:
-        return dataclasses.asdict(self.config)
