@@ -64,6 +64,7 @@ from semid.pipeline.config import model_kind, tokenizer_kind
 from semid.pipeline.overrides import SELECTIONS, applies
 from semid.pipeline.presets import PRESETS, resolve
 from semid.pipeline.runner import UNTRAINED_MODELS, run, stored_config
+from semid.plots import read_train_log
 from semid.tokenizers.ids import conflict_summary
 
 # MusicRec Table 2 (Instruments, MQL4GRec preprocessing): HR@5, HR@10, NDCG@5, NDCG@10.
@@ -181,9 +182,7 @@ def learning_curve(run_dir: Path) -> list[dict]:
     """Per-epoch rows of a run's trainer log (``model/train_log.jsonl``): epoch, train loss, validation
     metrics, seconds; [] for models fitted without the trainer."""
     log = Path(run_dir) / "model" / "train_log.jsonl"
-    if not log.is_file():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return read_train_log(log) if log.is_file() else []
 
 
 def _print_curve(name: str, rows: list[dict]) -> None:
