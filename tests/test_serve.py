@@ -410,3 +410,30 @@ def test_a_tiger_run_on_the_musicrec_generator_is_served(runs, tmp_path):
     got = r.json()["items"]
     assert 0 < len(got) <= 5 and not {"1", "2", "3", "4"} & set(got)
     assert c.post("/items", json={"items": [{"id": "new"}]}).status_code == 409
+
+
+def test_serve_forever_freezes_the_startup_heap_out_of_full_collections(monkeypatch):
+    """A full GC walking the restored model's heap stalls every request in flight (the p99 tail): the
+    server entry freezes what exists at startup, so a later collection sees none of it."""
+    import gc
+
+    import uvicorn
+
+    from semid.serve.server import serve_forever
+    from semid.serve.settings import ServeConfig
+
+    startup = [[i] for i in range(1000)]  # stands for the restored run: tracked objects alive at start
+    seen = {}
+
+    def fake_run(app, **kwargs):
+        seen["frozen"] = gc.get_freeze_count()
+        seen["tracked"] = {id(o) for o in gc.get_objects()}
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    gc.unfreeze()
+    try:
+        serve_forever(object(), host="127.0.0.1", port=0, config=ServeConfig(), access_log=False)
+    finally:
+        gc.unfreeze()
+    assert seen["frozen"] >= len(startup)
+    assert not any(id(o) in seen["tracked"] for o in startup)  # frozen objects are outside every generation
