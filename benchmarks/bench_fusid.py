@@ -27,7 +27,7 @@ import torch
 
 from semid.data.split import leave_one_out
 from semid.encoders.features import FeaturesConfig, FieldSpec
-from semid.quantize.kmeans import KMeans, KMeansConfig
+from semid.quantize.kmeans import KMeans, KMeansConfig, default_init_trials
 from semid.quantize.pq import PQConfig
 from semid.tokenizers.fusid import FusID, FusIDConfig, _default_training
 from semid.tokenizers.fusid_losses import FusIDLossConfig
@@ -161,12 +161,19 @@ def _semid_with(**fields):
     return fit
 
 
+def _semid_sklearn_trials(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # scikit-learn's 2 + ln K k-means++ candidates per step also when seeding on all points (the earlier default)
+    km = KMeans(k, config=KMeansConfig(seed=seed, init_trials=default_init_trials(k))).fit(x)
+    return km.centroids_, km.labels_
+
+
 KMEANS_BACKENDS = {
     "semid": _fit_semid, "faiss": _fit_faiss, "scikit-learn": _fit_sklearn,
     # the full fit on all points (the default below fit_min points, or with fit_sample=0)
     "semid-full": _semid_with(fit_sample=0),
     # run to convergence like scikit-learn (which iterates up to 300 passes)
     "semid-converged": _semid_with(n_iter=300, tol=1e-6),
+    "semid-sklearn-trials": _semid_sklearn_trials,
 }
 
 
@@ -194,7 +201,7 @@ def compare_kmeans(args) -> list[dict]:
     import importlib.util
 
     backends = [b for b, mod in (("semid", None), ("faiss", "faiss"), ("scikit-learn", "sklearn"),
-                                 ("semid-full", None), ("semid-converged", None))
+                                 ("semid-full", None), ("semid-converged", None), ("semid-sklearn-trials", None))
                 if mod is None or importlib.util.find_spec(mod) is not None]
     if "faiss" in backends:
         import faiss
@@ -207,7 +214,7 @@ def compare_kmeans(args) -> list[dict]:
             lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss", "semid-full")),
         f"residual 3 x K=256 on {n} x 128 clustered": (
             clustered(n, 128, 1000, 3.0, 1), lambda f, x: residual_case(f, x, 3, 256),
-            ("semid", "faiss", "scikit-learn", "semid-converged")),
+            ("semid", "faiss", "scikit-learn", "semid-converged", "semid-sklearn-trials")),
     }
     load = os.getloadavg()[0]
     print(f"k-means comparison, threads={args.threads}, load average at start {load:.1f} on "

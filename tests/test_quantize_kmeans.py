@@ -200,7 +200,8 @@ def test_coarse_phase_is_lloyd_on_the_sample_then_on_all_points():
     for off in (KMeansConfig(n_iter=10, tol=0.0, seed=5), KMeansConfig(n_iter=10, tol=0.0, seed=5, fit_sample=100,
                                                                           fit_min=0)):
         np.testing.assert_array_equal(plain.centroids_, KMeans(16, config=off).fit(x).centroids_)
-    ref_c, _, _ = kmeans_reference(x, 16, n_iter=10, seed=5, trials=default_init_trials(16))
+    # seeding on all points: FULL_SEED_TRIALS_FACTOR x scikit-learn's candidates per step
+    ref_c, _, _ = kmeans_reference(x, 16, n_iter=10, seed=5, trials=4 * default_init_trials(16))
     np.testing.assert_allclose(plain.centroids_, ref_c, atol=1e-9)
     with pytest.raises(ValueError, match="refine_iter"):
         KMeans(4, config=KMeansConfig(refine_iter=-1)).fit(np.zeros((10, 2), np.float32))
@@ -222,3 +223,79 @@ def test_coarse_phase_seeds_on_a_sample_unless_told(monkeypatch):
     KMeans(8, config=KMeansConfig(n_iter=3, fit_sample=10, fit_min=0, init_sample=2)).fit(x)
     KMeans(8, config=KMeansConfig(n_iter=3)).fit(x)  # 2000 <= fit_min: all points, as before
     assert seen == [km_mod.COARSE_SEED_POINTS, 16, 0]
+
+
+# ---------------------------------------------------------------- how many k-means++ candidates
+
+
+def test_seeding_plan_full_fit_draws_four_times_scikit_learns_candidates():
+    from semid.quantize.kmeans import COARSE_SEED_POINTS, default_init_trials, seeding_plan
+
+    assert default_init_trials(256) == 7 and default_init_trials(1024) == 8 and default_init_trials(1) == 1
+    assert seeding_plan(20_000, 256, KMeansConfig()) == (28, 0)  # all points (20k <= fit_min): 4 x 7
+    assert seeding_plan(100_000, 1024, KMeansConfig()) == (8, COARSE_SEED_POINTS)  # coarse phase: a sample
+    assert seeding_plan(100_000, 1024, KMeansConfig(fit_sample=0)) == (32, 0)  # full fit of a large input
+    assert seeding_plan(1000, 16, KMeansConfig(init_sample=4)) == (4, 64)  # a sample asked for
+    assert seeding_plan(50, 16, KMeansConfig(init_sample=4)) == (16, 64)  # sample >= N: all points
+    assert seeding_plan(1000, 16, KMeansConfig(init_trials=3)) == (3, 0)  # explicit trials win
+    assert seeding_plan(1000, 1, KMeansConfig()) == (1, 0)
+
+
+def test_fit_seeds_with_the_plan(monkeypatch):
+    # Regression: the full fit drew scikit-learn's 2 + ln K candidates, whose seeds Lloyd could not get out of
+    # (residual k-means ended above scikit-learn's MSE however many passes it ran).
+    from semid.quantize import kmeans as km_mod
+
+    seen = []
+    real = km_mod.kmeans_plusplus
+
+    def spy(x, k, seed=0, *, trials=1, sample=0):
+        seen.append((trials, sample))
+        return real(x, k, seed, trials=trials, sample=sample)
+
+    monkeypatch.setattr(km_mod, "kmeans_plusplus", spy)
+    x = _blobs(n=500, k=10, d=4, seed=14)
+    KMeans(16, config=KMeansConfig(n_iter=2)).fit(x)
+    KMeans(16, config=KMeansConfig(n_iter=2, init_sample=4)).fit(x)  # seeding on 64 of 500 rows
+    # coarse phase, seeding sample (16384) not smaller than the input: seeding on all points
+    KMeans(16, config=KMeansConfig(n_iter=2, fit_sample=10, fit_min=0)).fit(x)
+    assert seen == [(16, 0), (4, 64), (16, km_mod.COARSE_SEED_POINTS)]
+
+
+def test_more_candidates_lower_the_seeding_potential_and_the_fitted_inertia():
+    # As many well-separated clusters as centroids: the optimum puts one centroid per cluster. Plain k-means++
+    # seeds two in one cluster often, greedy with 2 + ln K candidates less often, with 4x that hardly ever.
+    import torch
+
+    from semid.quantize.kmeans import assign, default_init_trials, kmeans_plusplus
+
+    x = _blobs(n=3000, k=40, d=8, seed=11)
+    xt = torch.from_numpy(x)
+    few = default_init_trials(40)
+    fitted = {few: [], 4 * few: []}
+    for seed in range(4):
+        pot = [float(assign(xt, kmeans_plusplus(xt, 40, seed, trials=t))[1].double().sum()) for t in (1, few, 4 * few)]
+        assert pot[0] > pot[1] > pot[2], (seed, pot)
+        for t in fitted:
+            fitted[t].append(KMeans(40, config=KMeansConfig(seed=seed, init_trials=t)).fit(x).inertia_)
+    assert all(a <= b * 1.0001 for a, b in zip(fitted[4 * few], fitted[few], strict=True)), fitted
+    assert np.mean(fitted[4 * few]) < 0.97 * np.mean(fitted[few]), fitted
+    auto = [KMeans(40, config=KMeansConfig(seed=s)).fit(x).inertia_ for s in range(2)]  # the default is the 4x
+    np.testing.assert_allclose(auto, fitted[4 * few][:2], rtol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 30), k=st.integers(1, 10), d=st.integers(1, 4), trials=st.integers(1, 9),
+    sample=st.integers(0, 35), seed=st.integers(0, 2**16),
+)
+def test_plusplus_matches_the_reference_loop_property(n, k, d, trials, sample, seed):
+    # Small integers in float64: distances, cumulative masses and potentials are exact in both, so the same
+    # generator draws must pick the same rows, duplicates and zero-mass steps included.
+    import torch
+
+    from semid.quantize.kmeans import kmeans_plusplus
+
+    x = np.random.default_rng(seed).integers(-3, 4, size=(n, d)).astype(np.float64)
+    c = kmeans_plusplus(torch.from_numpy(x), k, seed, trials=trials, sample=sample).numpy()
+    np.testing.assert_array_equal(c, kmeans_plusplus_reference(x, k, seed, trials=trials, sample=sample))
