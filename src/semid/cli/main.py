@@ -282,6 +282,32 @@ def tokenize_record(cfg) -> dict:
     return {k: d[k] for k in keys}
 
 
+def tokenize_into(cfg, out: Path, *, resume: bool = False, overwrite: bool = False, console=None):
+    """Fit ``cfg``'s tokenizer on its dataset's train split and write what `semid tokenize` writes into
+    ``out``: (fitted tokenizer, dataset, out). Under torchrun, ranks other than 0 compute the same into a
+    scratch directory (``distributed.follow``; ``resume`` and ``console`` are its call's, unused), and
+    data-parallel tokenizers fit over the ranks, as in `semid run`."""
+    from semid.io import make_run_dir, write_json
+    from semid.pipeline.runner import build_features, build_tokenizer, check_modalities, prepare_data
+    from semid.train import distributed
+
+    if distributed.follows():  # torchrun rank > 0: same computation, rank 0 alone writes out
+        return distributed.follow(tokenize_into, cfg)
+    tok, _ = build_tokenizer(cfg)
+    if tok is None:
+        raise SemidError("--tokenizer none has nothing to fit")
+    out = make_run_dir(out, overwrite=overwrite)
+    write_json(out / "run_config.json", tokenize_record(cfg))
+    ds, split = prepare_data(cfg)
+    write_json(out / "features.json", build_features(cfg, ds, split, out))
+    check_modalities(cfg, ds.catalog)
+    with distributed.local(enabled=not getattr(tok, "data_parallel", False)):  # the others: every rank alone
+        tok.fit(ds.catalog, split.train)
+    tok.save(out)
+    distributed.check_same(getattr(tok, "codes_", None), "tokenizer codes")
+    return tok, ds, out
+
+
 @app.command(context_settings=EXTRA)
 def tokenize(
     ctx: typer.Context,
@@ -293,31 +319,28 @@ def tokenize(
                                "(default: <dataset>-<tokenizer> when it exists, e.g. movielens-letter)"),
     codes: str = typer.Option(None, help="precomputed: catalog code name or code file"),
     overwrite: bool = typer.Option(False, help="replace an existing --out"),
+    nproc: int = typer.Option(1, help="fit on N local processes (torchrun): data-parallel tokenizers split the "
+                              "items over them; the first alone writes --out"),
 ):
     """Fit an item tokenizer on a dataset's train split and write its IDs and report.
 
     Features (text, multi-hot, item2vec, SASRec z_cf) are built as in `semid run`: collaborative ones on
     the train split only. Any config field can follow (--rqvae.n_levels=4, --features='["cf=sasrec"]').
     """
-    from semid.io import make_run_dir, write_json
-    from semid.pipeline.runner import build_features, build_tokenizer, check_modalities, prepare_data
+    from semid.train import distributed
 
     try:
+        if nproc != 1:  # relaunch this command line without --nproc on nproc processes (torchrun)
+            return distributed.launch(nproc, _without_nproc(sys.argv[1:]))
+        distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, nccl on CUDA)
         cfg, note = _tokenize_config(tokenizer, dataset, preset, codes, ctx.args)
-        if note:
+        if note and distributed.is_main():
             console.print(f"using the {note}")
-        tok, _ = build_tokenizer(cfg)
-        if tok is None:
-            raise SemidError("--tokenizer none has nothing to fit")
-        out = make_run_dir(out, overwrite=overwrite)
-        write_json(out / "run_config.json", tokenize_record(cfg))
-        ds, split = prepare_data(cfg)
-        write_json(out / "features.json", build_features(cfg, ds, split, out))
-        check_modalities(cfg, ds.catalog)
-        tok.fit(ds.catalog, split.train)
-        tok.save(out)
+        tok, ds, out = tokenize_into(cfg, out, overwrite=overwrite)
     except SemidError as e:
         _fail(e)
+    if not distributed.is_main():
+        return
     r = tok.report_
     console.print(f"[bold]{tok.name}[/] on {ds.name}: {r['n_items']} items, {r['n_levels']} levels; "
                   f"{conflict_summary(r)}; utilisation {[round(u, 3) for u in r['codebook_utilization']]}")

@@ -269,8 +269,8 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             tokenizer = type(tokenizer).load(tok_dir)
         else:
             t1 = time.perf_counter()
-            # FusID, RQ-VAE (TIGER / LETTER) and MusicRec train data-parallel over the ranks; other tokenizers
-            # are fitted by every rank alone (deterministic, so the same codes: checked below)
+            # FusID, RQ-VAE (TIGER / LETTER), MusicRec and RQ-KMeans fit data-parallel over the ranks; other
+            # tokenizers are fitted by every rank alone (deterministic, so the same codes: checked below)
             with distributed.local(enabled=not getattr(tokenizer, "data_parallel", False)):
                 tokenizer.fit(ds.catalog, split.train)
             tokenizer.save(tok_dir)

@@ -6,6 +6,11 @@ RQ-VAE (``semid.tokenizers.rqvae``) the codes live in the input space itself, so
 error is directly the quantisation error of the item vectors (``report_["residual_mse"]``). Shared
 tuples are made unique by ``BaseTokenizer``'s extra digit (appended only when some tuple repeats, or
 always with ``collision_digit``). ``transform`` codes unseen items with the fitted centroids.
+
+Under an active torch.distributed process group the levels are fitted data-parallel
+(``semid.quantize.kmeans_distributed``, torch backend): each rank keeps the residuals of its contiguous slice
+of the items, and every rank ends with the centroids one process fits (bitwise on CPU); every rank then codes
+all items from them itself, as ``transform`` would.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from semid.config import from_dict
 from semid.data.types import Catalog, Interactions
 from semid.errors import CheckpointError, ConfigError
 from semid.quantize.kmeans import KMeans, KMeansConfig
+from semid.quantize.kmeans_distributed import ShardedKMeans
 from semid.tokenizers.base import BaseTokenizer
 from semid.tokenizers.modality import modality_features
+from semid.train import distributed
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class RQKMeansTokenizer(BaseTokenizer):
     """
 
     name = "rqkmeans"
+    data_parallel = True  # under an active process group ``fit`` runs the torch k-means data-parallel
 
     def __init__(self, *, config: RQKMeansConfig | None = None):
         self.config = config or RQKMeansConfig()
@@ -91,14 +99,19 @@ class RQKMeansTokenizer(BaseTokenizer):
         x = self.features(catalog)  # (N, D)
         if len(x) == 0:
             raise ConfigError(f"rqkmeans: modality {c.modality!r} has no items to quantise")
-        r = x.copy()
+        # faiss does not fit data-parallel: with it every rank fits all items alone (the same codes)
+        alone = any(KMeans(int(k), config=c.kmeans(lvl)).backend_for(len(x)) != "torch"
+                    for lvl, k in enumerate(c.n_codes))
         self.centroids_, self._kmeans, history = [], [], []
-        for lvl, k in enumerate(c.n_codes):
-            km = KMeans(int(k), config=c.kmeans(lvl)).fit(r)
-            self._kmeans.append(km)
-            self.centroids_.append(np.asarray(km.centroids_, dtype=np.float32))
-            r -= self.centroids_[-1][km.predict(r)]
-            history.append(km.history_)
+        with distributed.local(enabled=alone):
+            lo, hi = distributed.shard_range(len(x))  # this rank's items (all of them in one process)
+            r = x[lo:hi].copy()  # (n_r, D) residuals of this rank's items
+            for lvl, k in enumerate(c.n_codes):
+                km = ShardedKMeans(int(k), config=c.kmeans(lvl)).fit(r)  # KMeans.fit in one process
+                self._kmeans.append(km)
+                self.centroids_.append(np.asarray(km.centroids_, dtype=np.float32))
+                r -= self.centroids_[-1][km.predict(r)]
+                history.append(km.history_)
         codes, mse = self._quantize(x)
         self._finalize(codes, [int(k) for k in c.n_codes], always_append=c.collision_digit)
         self.report_["input_mse"] = float(np.mean(x.astype(np.float64) ** 2))
