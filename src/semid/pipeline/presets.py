@@ -178,6 +178,10 @@ for _src, _desc, _ov in (
     PRESETS[f"mql4grec-{_src}-ids-gpt2"] = RunPreset(
         f"{_desc} + GPT-2 (as mql4grec-fusid-gpt2), MQL4GRec Instruments",
         {**_MQL, "name": f"{_src}-ids+gpt2", **_ov, **_ID_ABLATION})
+# The same collaborative IDs under the quickstart's generator on the built-in MovieLens.
+PRESETS["movielens-cf-ids-gpt2"] = RunPreset(
+    "collaborative IDs (RQ-KMeans 3 x 256 over SASRec item embeddings) + the quickstart's GPT-2, built-in MovieLens",
+    {**_ML, "name": "cf-ids+gpt2", **_CF_IDS, "model": "gpt2", **_QUICK_GPT2, "baseline_popular": True})
 for _ds in ("Instruments", "Games"):
     PRESETS[f"lcrec-{_ds.lower()}-fusid-gpt2"] = RunPreset(
         f"FusID (item2vec) + GPT-2 (all-position training), amazon-lcrec/{_ds}",
