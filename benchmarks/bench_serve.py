@@ -258,6 +258,7 @@ def main() -> None:
         if args.duration > 0:
             flat = asyncio.run(drive(port, bodies, args.flat_clients, args.duration, args.k, rss_pid=server.pid))
             flat["off"] = (offline_runs[-1], offline.users_per_s(args.seconds))
+            offline_runs.append(flat["off"][1])
             print(f"memory phase, {args.flat_clients} clients for {args.duration:g} s: {flat['rps']:.1f} req/s, "
                   f"p50 {flat['p50']:.1f} ms, p99 {flat['p99']:.1f} ms, errors {flat['errors']}/{flat['requests']}",
                   flush=True)

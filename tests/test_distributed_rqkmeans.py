@@ -24,6 +24,7 @@ import torch
 from typer.testing import CliRunner
 
 from semid.data.types import Catalog
+from semid.errors import ConfigError
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.quantize.kmeans_distributed import ShardedKMeans
 from semid.tokenizers.rqkmeans import RQKMeansConfig, RQKMeansTokenizer
@@ -255,10 +256,66 @@ def test_tokenize_nproc_launches_workers_and_rank0_alone_writes(tmp_path, one_pr
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "semid", *TOKENIZE["rqkmeans"], "--dataset", dataset, "--out",
                           str(tmp_path / "ids"), "--nproc", "2"], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=tmp_path)  # a relative stray write would land beside "ids"
     assert res.returncode == 0, res.stdout + res.stderr
     print(f"semid tokenize --nproc 2: {time.perf_counter() - t0:.1f}s")
     assert res.stdout.count("rqkmeans on") == 1  # one summary: rank 0's
     np.testing.assert_array_equal(np.load(tmp_path / "ids" / "ids" / "codes.npy"),
                                   np.load(one_process["cli"] / "rqkmeans" / "ids" / "codes.npy"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ids"]
+
+
+def _resume_worker(rank: int, port: int, dataset: str, out: str) -> None:
+    torch.set_num_threads(1)
+    distributed.init_local(rank, 2, port)
+    from semid.pipeline.presets import resolve
+    from semid.pipeline.runner import run
+
+    fitted = []  # whether this rank fitted the tokenizer, per run
+
+    def spied(self, *a, _fit=RQKMeansTokenizer.fit, **kw):
+        fitted.append(True)
+        return _fit(self, *a, **kw)
+
+    RQKMeansTokenizer.fit = spied
+    cfg = resolve(None, {"data.dataset": dataset, "tokenizer": "rqkmeans", "rqkmeans.modality": "lemb",
+                         "rqkmeans.n_codes": [6, 4], "model": "popular", "name": "p"})
+    first = run(cfg, Path(out) / "run")
+    n_first = len(fitted)
+    again = run(cfg, Path(out) / "run", resume=True)
+    (Path(out) / f"resume{rank}.json").write_text(json.dumps(
+        {"first": first["tokenizer"]["n_items"], "again": again["tokenizer"] == first["tokenizer"],
+         "fits": [n_first, len(fitted) - n_first]}))
+    distributed.shutdown()
+
+
+def test_resume_under_a_process_group_takes_rank0s_saved_tokenizer_on_every_rank(tmp_path, dataset, free_port):
+    # Regression: on --resume rank 0 loaded the saved tokenizer while the other ranks (following in a scratch
+    # directory, resume off) fitted the data-parallel one again and waited forever in its first collective.
+    ctx = torch.multiprocessing.start_processes(_resume_worker, args=(free_port(), dataset, str(tmp_path)),
+                                                nprocs=2, join=False, start_method="fork")
+    deadline = time.monotonic() + 90  # a run takes a few seconds; the old code never returned
+    while not ctx.join(timeout=2):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the resumed 2-process run hung")
+    for rank in range(2):
+        r = json.loads((tmp_path / f"resume{rank}.json").read_text())
+        assert r["first"] == 60 and r["again"] and r["fits"] == [1, 0], r  # resumed: nobody fits again
+
+
+def test_cpu_rqkmeans_under_an_nccl_group_fits_alone_on_every_rank(monkeypatch):
+    # Regression: nccl carries CUDA tensors only, so a CPU k-means (RQ-KMeans' default device) fitted
+    # data-parallel under the nccl group init_from_env makes on a CUDA machine failed in its first collective
+    # ("No backend type associated with device type cpu"). A fake 2-rank nccl group: any collective fails here.
+    one = RQKMeansTokenizer(config=TOKENIZERS["full"]).fit(_catalog())
+    monkeypatch.setattr(distributed, "_group_ready", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a, **k: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda *a, **k: 1)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda *a, **k: "nccl")
+    assert distributed.active()
+    tok = RQKMeansTokenizer(config=TOKENIZERS["full"]).fit(_catalog())  # as semid run / tokenize call it
+    np.testing.assert_array_equal(tok.codes_, one.codes_)
+    with pytest.raises(ConfigError, match="nccl"):  # called directly: a clear error before any collective
+        ShardedKMeans(4, config=KM).fit(_blobs(50))

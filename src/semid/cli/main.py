@@ -303,8 +303,8 @@ def tokenize_into(cfg, out: Path, *, resume: bool = False, overwrite: bool = Fal
     check_modalities(cfg, ds.catalog)
     with distributed.local(enabled=not getattr(tok, "data_parallel", False)):  # the others: every rank alone
         tok.fit(ds.catalog, split.train)
+    distributed.check_same(getattr(tok, "codes_", None), "tokenizer codes")  # before --out holds any IDs
     tok.save(out)
-    distributed.check_same(getattr(tok, "codes_", None), "tokenizer codes")
     return tok, ds, out
 
 

@@ -265,8 +265,10 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     if tokenizer is not None:
         check_modalities(cfg, ds.catalog)
         tok_dir = run_dir / "tokenizer"
-        if resume and (tok_dir / "ids" / "codes.npy").exists():
-            tokenizer = type(tokenizer).load(tok_dir)
+        # Rank 0 decides and its saved tokenizer goes to every rank: the others follow with resume off, and a
+        # data-parallel fit on them alone would wait forever in its first collective.
+        if distributed.broadcast_object(resume and (tok_dir / "ids" / "codes.npy").exists()):
+            tokenizer = distributed.broadcast_object(type(tokenizer).load(tok_dir) if distributed.is_main() else None)
         else:
             t1 = time.perf_counter()
             # FusID, RQ-VAE (TIGER / LETTER), MusicRec and RQ-KMeans fit data-parallel over the ranks; other

@@ -163,6 +163,11 @@ class ShardedKMeans(KMeans):
             raise ValueError(f"KMeansConfig.{', '.join(fields)} must be >= 0 (0 = automatic / off), got "
                              f"{[getattr(cfg, f) for f in fields]}")
         dev = pick_device(cfg.device)
+        if torch.distributed.get_backend() == "nccl" and dev.type != "cuda":  # before any collective
+            raise ConfigError(
+                f"k-means on device {dev} does not fit data-parallel under nccl, which carries CUDA tensors only; "
+                "use device='cuda', or fit on every rank alone (inside semid.train.distributed.local())"
+            )
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(dev)
         if not x.is_floating_point():
             x = x.float()

@@ -63,7 +63,7 @@ def freeze_startup_heap() -> int:
 
     A restored run plus torch / transformers / FastAPI is ~400k tracked objects. Request traffic allocates
     enough to trigger full (generation-2) collections every few seconds, and each one walks that whole
-    startup heap with the GIL held: a pause of 0.3-0.6 s on this machine that every request in flight waits
+    startup heap with the GIL held: a pause of hundreds of milliseconds that every request in flight waits
     out, i.e. the service's p99. Frozen objects are still freed by reference counting; only cycles among
     them are never collected, which is what a model held for the process's lifetime needs anyway.
     """

@@ -10,7 +10,8 @@ always with ``collision_digit``). ``transform`` codes unseen items with the fitt
 Under an active torch.distributed process group the levels are fitted data-parallel
 (``semid.quantize.kmeans_distributed``, torch backend): each rank keeps the residuals of its contiguous slice
 of the items, and every rank ends with the centroids one process fits (bitwise on CPU); every rank then codes
-all items from them itself, as ``transform`` would.
+all items from them itself, as ``transform`` would. With faiss, or a CPU k-means under nccl (which carries
+CUDA tensors only), every rank fits all items alone instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from semid.config import from_dict
 from semid.data.types import Catalog, Interactions
+from semid.device import pick_device
 from semid.errors import CheckpointError, ConfigError
 from semid.quantize.kmeans import KMeans, KMeansConfig
 from semid.quantize.kmeans_distributed import ShardedKMeans
@@ -99,9 +101,12 @@ class RQKMeansTokenizer(BaseTokenizer):
         x = self.features(catalog)  # (N, D)
         if len(x) == 0:
             raise ConfigError(f"rqkmeans: modality {c.modality!r} has no items to quantise")
-        # faiss does not fit data-parallel: with it every rank fits all items alone (the same codes)
+        # faiss does not fit data-parallel, and nccl (the group on a CUDA machine) carries CUDA tensors only:
+        # with either, every rank fits all items alone (the same codes)
         alone = any(KMeans(int(k), config=c.kmeans(lvl)).backend_for(len(x)) != "torch"
                     for lvl, k in enumerate(c.n_codes))
+        alone = alone or (distributed.active() and torch.distributed.get_backend() == "nccl"
+                          and pick_device(c.device).type != "cuda")
         self.centroids_, self._kmeans, history = [], [], []
         with distributed.local(enabled=alone):
             lo, hi = distributed.shard_range(len(x))  # this rank's items (all of them in one process)
