@@ -93,13 +93,13 @@ def seeding_plan(n: int, k: int, config: KMeansConfig) -> tuple[int, int]:
     """(trials, sample) of the k-means++ seeding that ``KMeans(k, config=config).fit`` runs on n points.
 
     sample: ``init_sample * k`` if set; else max(16 k, ``COARSE_SEED_POINTS``) when the coarse phase is on
-    (n above max(``fit_sample * k``, ``fit_min``), the test ``coarse_sample`` makes), else 0 = all points.
+    (``coarse_size`` > 0), else 0 = all points.
     trials: ``init_trials`` if set; else ``default_init_trials(k)`` when seeding on fewer than n points,
     ``FULL_SEED_TRIALS_FACTOR`` times it on all of them.
     """
     if config.init_sample:
         sample = config.init_sample * k
-    elif config.fit_sample > 0 and n > max(config.fit_sample * k, config.fit_min):
+    elif coarse_size(n, k, config.fit_sample, config.fit_min):
         sample = max(16 * k, COARSE_SEED_POINTS)
     else:
         sample = 0
@@ -182,10 +182,17 @@ def coarse_sample(n: int, k: int, fit_sample: int, seed: int, fit_min: int = 0) 
     """Sorted row indices of the coarse phase's sample (max(``fit_sample * k``, ``fit_min``) of ``n`` rows drawn
     without replacement from their own seeded stream), or None when the phase is off: ``fit_sample`` 0, or
     ``n`` not above the sample size."""
-    size = max(fit_sample * k, fit_min)
-    if fit_sample <= 0 or n <= size:
+    size = coarse_size(n, k, fit_sample, fit_min)
+    if not size:
         return None
     return np.sort(np.random.default_rng([seed, 1]).choice(n, size=size, replace=False))
+
+
+def coarse_size(n: int, k: int, fit_sample: int, fit_min: int = 0) -> int:
+    """Points in the coarse phase's sample of n: max(``fit_sample * k``, ``fit_min``), or 0 when the phase is
+    off (``fit_sample`` 0, or n not above that size)."""
+    size = max(fit_sample * k, fit_min)
+    return size if fit_sample > 0 and n > size else 0
 
 
 def lloyd(
@@ -240,9 +247,6 @@ class KMeans:
 
     def fit(self, x: np.ndarray | torch.Tensor, *, init: np.ndarray | None = None) -> KMeans:
         """x float [N, D]; ``init`` float [k, D] replaces k-means++ (used by the parity test)."""
-        n = len(x)
-        if n == 0:
-            raise ValueError("KMeans.fit got 0 points")
         cfg = self.config
         if min(cfg.init_trials, cfg.init_sample, cfg.chunk_size, cfg.fit_sample, cfg.fit_min, cfg.refine_iter) < 0:
             raise ValueError(
@@ -250,16 +254,32 @@ class KMeans:
                 f">= 0 (0 = automatic / off), got {cfg.init_trials}, {cfg.init_sample}, {cfg.chunk_size}, "
                 f"{cfg.fit_sample}, {cfg.fit_min}, {cfg.refine_iter}"
             )
+        offset, n = self._layout(len(x))
+        if n == 0:
+            raise ValueError("KMeans.fit got 0 points")
         backend = self.backend_for(n)
         self.backend_ = backend
         if backend == "faiss":
             self._fit_faiss(np.asarray(x, dtype=np.float32), init)
         else:
-            self._fit_torch(x, init)
+            self._fit_torch(x, init, offset, n)
         return self
 
+    # Hooks of a row-sharded fit (``kmeans_distributed.ShardedKMeans``); one process holds every row.
+    def _layout(self, n_rows: int) -> tuple[int, int]:
+        """(global index of x's first row, N) for x of ``n_rows`` rows."""
+        return 0, n_rows
+
+    def _seed(self, x: torch.Tensor, offset: int, n: int, trials: int, sample: int) -> torch.Tensor:
+        """k-means++ centroids [k, D] over the N rows (x: rows [offset, offset + len(x)) of them)."""
+        return kmeans_plusplus(x, self.k, self.config.seed, trials=trials, sample=sample)
+
+    def _lloyd(self, x: torch.Tensor, c: torch.Tensor, n_iter: int, offset: int):
+        """``lloyd`` from c over x (global rows from ``offset``): (centroids, history, labels of x's rows)."""
+        return lloyd(x, c, n_iter, self.config.tol, self.config.chunk_size)
+
     # ------------------------------------------------------------------ torch Lloyd
-    def _fit_torch(self, x, init) -> None:
+    def _fit_torch(self, x, init, offset: int, n: int) -> None:
         cfg = self.config
         dev = pick_device(cfg.device)
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(dev)
@@ -267,20 +287,22 @@ class KMeans:
             x = x.float()
         x = x.contiguous()
         k = self.k
-        sub = coarse_sample(len(x), k, cfg.fit_sample, cfg.seed, cfg.fit_min)
+        sub = coarse_sample(n, k, cfg.fit_sample, cfg.seed, cfg.fit_min)
         if init is None:
-            trials, sample = seeding_plan(len(x), k, cfg)
-            c = kmeans_plusplus(x, k, cfg.seed, trials=trials, sample=sample)
+            trials, sample = seeding_plan(n, k, cfg)
+            c = self._seed(x, offset, n, trials, sample)
         else:
             c = torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
         n_iter, self.coarse_history_ = cfg.n_iter, []
         if sub is not None:
             # Coarse phase: the centroids settle on a random sample (each pass costs sample / N of a full one),
-            # then at most refine_iter full passes correct what the sample got wrong.
-            xs = x[torch.from_numpy(sub).to(dev)]
-            c, self.coarse_history_, _ = lloyd(xs, c, cfg.n_iter, cfg.tol, cfg.chunk_size)
+            # then at most refine_iter full passes correct what the sample got wrong. x holds the sample's
+            # rows in [lo, hi) (all of them in one process).
+            lo, hi = np.searchsorted(sub, [offset, offset + len(x)])
+            xs = x[torch.from_numpy(sub[lo:hi] - offset).to(dev)]
+            c, self.coarse_history_, _ = self._lloyd(xs, c, cfg.n_iter, int(lo))
             n_iter = cfg.refine_iter
-        c, history, labels = lloyd(x, c, n_iter, cfg.tol, cfg.chunk_size)
+        c, history, labels = self._lloyd(x, c, n_iter, offset)
         self.centroids_ = c.cpu().numpy()
         self.labels_ = labels.cpu().numpy().astype(np.int64)
         self.inertia_ = history[-1]

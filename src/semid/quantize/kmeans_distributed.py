@@ -34,7 +34,7 @@ import torch
 
 from semid.device import pick_device
 from semid.errors import ConfigError
-from semid.quantize.kmeans import KMeans, assign, coarse_sample, kmeans_plusplus, seeding_plan
+from semid.quantize.kmeans import KMeans, assign, kmeans_plusplus
 from semid.train import distributed
 
 
@@ -147,60 +147,41 @@ def lloyd_sharded(
 
 
 class ShardedKMeans(KMeans):
-    """``ShardedKMeans(k, config=...).fit(x_part)``: ``KMeans`` fitted data-parallel on this rank's rows.
+    """``ShardedKMeans(k, config=...).fit(x_part)``: ``KMeans`` fitted data-parallel on this rank's rows
+    (``KMeans.fit``'s flow, with the layout, seeding and Lloyd hooks spread over the ranks).
 
     Fitted state as ``KMeans``: ``centroids_`` [k, D] (the same on every rank), ``history_``,
     ``coarse_history_`` and ``inertia_`` of the global input; ``labels_`` [n_r] of this rank's rows only.
     """
 
-    def fit(self, x: np.ndarray | torch.Tensor, *, init: np.ndarray | None = None) -> ShardedKMeans:
-        """x float [n_r, D]: this rank's rows; ``init`` float [k, D] (the same on every rank) replaces k-means++."""
+    def _layout(self, n_rows: int) -> tuple[int, int]:
         if not distributed.active():
-            return super().fit(x, init=init)
-        cfg = self.config
-        fields = ("init_trials", "init_sample", "chunk_size", "fit_sample", "fit_min", "refine_iter")
-        if min(getattr(cfg, f) for f in fields) < 0:
-            raise ValueError(f"KMeansConfig.{', '.join(fields)} must be >= 0 (0 = automatic / off), got "
-                             f"{[getattr(cfg, f) for f in fields]}")
-        dev = pick_device(cfg.device)
+            return 0, n_rows
+        dev = pick_device(self.config.device)
         if torch.distributed.get_backend() == "nccl" and dev.type != "cuda":  # before any collective
             raise ConfigError(
                 f"k-means on device {dev} does not fit data-parallel under nccl, which carries CUDA tensors only; "
                 "use device='cuda', or fit on every rank alone (inside semid.train.distributed.local())"
             )
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(dev)
-        if not x.is_floating_point():
-            x = x.float()
-        x = x.contiguous()
-        offset, n = shard_layout(len(x))
-        if n == 0:
-            raise ValueError("KMeans.fit got 0 points")
-        backend = self.backend_for(n)
-        if backend != "torch":
+        return shard_layout(n_rows)
+
+    def _fit_faiss(self, x: np.ndarray, init) -> None:
+        if distributed.active():
             raise ConfigError(
-                f"k-means backend={cfg.backend!r} resolves to {backend}, which does not fit data-parallel; use "
-                "backend='torch', or fit on every rank alone (inside semid.train.distributed.local())"
+                f"k-means backend={self.config.backend!r} resolves to faiss, which does not fit data-parallel; "
+                "use backend='torch', or fit on every rank alone (inside semid.train.distributed.local())"
             )
-        self.backend_ = backend
-        k = self.k
-        sub = coarse_sample(n, k, cfg.fit_sample, cfg.seed, cfg.fit_min)
-        if init is None:
-            trials, sample = seeding_plan(n, k, cfg)  # the seeding KMeans.fit runs on all n rows
-            c = seed_sharded(x, offset, n, k, cfg.seed, trials=trials, sample=sample)
-        else:
-            c = torch.as_tensor(init, dtype=x.dtype, device=dev).clone()
-        n_iter, self.coarse_history_ = cfg.n_iter, []
-        if sub is not None:
-            lo, hi = np.searchsorted(sub, [offset, offset + len(x)])  # this rank's part of the coarse sample
-            xs = x[torch.from_numpy(sub[lo:hi] - offset).to(dev)]
-            c, self.coarse_history_, _ = lloyd_sharded(xs, c, cfg.n_iter, cfg.tol, cfg.chunk_size, offset=int(lo))
-            n_iter = cfg.refine_iter
-        c, history, labels = lloyd_sharded(x, c, n_iter, cfg.tol, cfg.chunk_size, offset=offset)
-        self.centroids_ = c.cpu().numpy()
-        self.labels_ = labels.cpu().numpy().astype(np.int64)
-        self.inertia_ = history[-1]
-        self.history_ = history
-        return self
+        super()._fit_faiss(x, init)
+
+    def _seed(self, x: torch.Tensor, offset: int, n: int, trials: int, sample: int) -> torch.Tensor:
+        if not distributed.active():
+            return super()._seed(x, offset, n, trials, sample)
+        return seed_sharded(x, offset, n, self.k, self.config.seed, trials=trials, sample=sample)
+
+    def _lloyd(self, x: torch.Tensor, c: torch.Tensor, n_iter: int, offset: int):
+        if not distributed.active():
+            return super()._lloyd(x, c, n_iter, offset)
+        return lloyd_sharded(x, c, n_iter, self.config.tol, self.config.chunk_size, offset=offset)
 
 
 __all__ = ["ShardedKMeans", "lloyd_sharded", "ordered_sums", "seed_sharded", "shard_layout"]
