@@ -288,7 +288,13 @@ def tokenize_into(cfg, out: Path, *, resume: bool = False, overwrite: bool = Fal
     scratch directory (``distributed.follow``; ``resume`` and ``console`` are its call's, unused), and
     data-parallel tokenizers fit over the ranks, as in `semid run`."""
     from semid.io import make_run_dir, write_json
-    from semid.pipeline.runner import build_features, build_tokenizer, check_modalities, prepare_data
+    from semid.pipeline.runner import (
+        build_features,
+        build_tokenizer,
+        check_modalities,
+        fit_tokenizer,
+        prepare_data,
+    )
     from semid.train import distributed
 
     if distributed.follows():  # torchrun rank > 0: same computation, rank 0 alone writes out
@@ -301,9 +307,7 @@ def tokenize_into(cfg, out: Path, *, resume: bool = False, overwrite: bool = Fal
     ds, split = prepare_data(cfg)
     write_json(out / "features.json", build_features(cfg, ds, split, out))
     check_modalities(cfg, ds.catalog)
-    with distributed.local(enabled=not getattr(tok, "data_parallel", False)):  # the others: every rank alone
-        tok.fit(ds.catalog, split.train)
-    distributed.check_same(getattr(tok, "codes_", None), "tokenizer codes")  # before --out holds any IDs
+    fit_tokenizer(tok, ds.catalog, split.train)  # codes checked equal on every rank before --out holds any
     tok.save(out)
     return tok, ds, out
 

@@ -229,6 +229,15 @@ def stored_config(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(d))
 
 
+def fit_tokenizer(tokenizer, catalog, train) -> None:
+    """``tokenizer.fit(catalog, train)`` on every torchrun rank: FusID, RQ-VAE (TIGER / LETTER), MusicRec and
+    RQ-KMeans fit data-parallel over the ranks, other tokenizers on every rank alone (deterministic); either
+    way the codes are checked equal on every rank before anyone writes them."""
+    with distributed.local(enabled=not getattr(tokenizer, "data_parallel", False)):
+        tokenizer.fit(catalog, train)
+    distributed.check_same(getattr(tokenizer, "codes_", None), "tokenizer codes")
+
+
 def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         console=None) -> dict:
     """Execute the pipeline; returns {"valid": metrics, "test": metrics, "tokenizer": report | None}."""
@@ -269,16 +278,13 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
         # data-parallel fit on them alone would wait forever in its first collective.
         if distributed.broadcast_object(resume and (tok_dir / "ids" / "codes.npy").exists()):
             tokenizer = distributed.broadcast_object(type(tokenizer).load(tok_dir) if distributed.is_main() else None)
+            distributed.check_same(getattr(tokenizer, "codes_", None), "tokenizer codes")
         else:
             t1 = time.perf_counter()
-            # FusID, RQ-VAE (TIGER / LETTER), MusicRec and RQ-KMeans fit data-parallel over the ranks; other
-            # tokenizers are fitted by every rank alone (deterministic, so the same codes: checked below)
-            with distributed.local(enabled=not getattr(tokenizer, "data_parallel", False)):
-                tokenizer.fit(ds.catalog, split.train)
+            fit_tokenizer(tokenizer, ds.catalog, split.train)
             tokenizer.save(tok_dir)
             say(f"[bold]tokenizer[/] {tokenizer.name}: {time.perf_counter() - t1:.1f}s")
         report = tokenizer.report_
-        distributed.check_same(getattr(tokenizer, "codes_", None), "tokenizer codes")
         say(f"  {conflict_summary(report)}, utilisation "
             f"{[round(u, 3) for u in report['codebook_utilization']]}")
 
