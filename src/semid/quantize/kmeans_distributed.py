@@ -40,11 +40,10 @@ from semid.train import distributed
 
 def shard_layout(n_local: int) -> tuple[int, int]:
     """(this rank's first global row, N): the ranks' row counts summed in rank order (one all-reduce)."""
-    w = distributed.world_size()
-    sizes = np.zeros(w)
-    sizes[distributed.rank() if distributed.active() else 0] = n_local
-    sizes = distributed.all_reduce_sum(sizes).astype(np.int64)
     r = distributed.rank() if distributed.active() else 0
+    sizes = np.zeros(distributed.world_size())
+    sizes[r] = n_local
+    sizes = distributed.all_reduce_sum(sizes).astype(np.int64)
     return int(sizes[:r].sum()), int(sizes.sum())
 
 
