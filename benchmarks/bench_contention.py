@@ -9,10 +9,16 @@ time(loaded) / time(idle) per stage. Target: every ratio <= 1.5 with one competi
     python benchmarks/bench_contention.py --threads 1        # compare with one intra-op thread
     python benchmarks/bench_contention.py --omp-wait-policy ACTIVE   # the spinning OpenMP default
     python benchmarks/bench_contention.py --decode-threads auto,1,2  # decode: default vs 1 vs 2 threads
+    python benchmarks/bench_contention.py --main-job         # the README's main job, ~20 minutes
 
 ``--decode-threads`` times only decoding (``GPT2Rec.recommend``, the lean step, 192 users in batches of
 32), at each setting idle and loaded, interleaved, and prints the two decode targets: default ("auto",
 ``semid.threads.small_ops``) >= 1-thread speed under contention, >= 1.5x it idle.
+
+``--main-job`` runs the README's main job (``semid run --preset quickstart``, install excluded) as a
+subprocess with semid's default thread policy, idle and then with the competitors (``--repeats`` pairs,
+default 1), and prints the wall time, the run's own stage times (``summary.json``) and the thread counts
+its steps ran at, with the ratio against the target <= 1.5.
 
 The OpenMP wait policy must be fixed before torch loads, so it is applied (``semid.threads``) before
 the first torch import below; ``--omp-wait-policy`` overrides it for this process.
@@ -37,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--stages", default="fusion,pq,gpt2,decode")
     ap.add_argument("--competitors", type=int, default=1, help="single-thread load processes")
     ap.add_argument("--decode-threads", default="", help="e.g. auto,1,2: decode-only comparison of settings")
+    ap.add_argument("--main-job", action="store_true", help="time `semid run --preset quickstart` idle and loaded")
+    ap.add_argument("--preset", default="quickstart", help="--main-job: the preset to run")
     ap.add_argument("--gomp-spincount", default="", help="GNU OpenMP spin iterations before an idle thread "
                     "sleeps (~100 per microsecond; PASSIVE alone means 0); set before torch loads")
     return ap.parse_args(argv)
@@ -238,16 +246,61 @@ def decode_settings(args: argparse.Namespace, repeats: int) -> None:
 STAGES = {"fusion": stage_fusion, "pq": stage_pq, "gpt2": stage_gpt2, "decode": stage_decode}
 
 
+def main_job(args: argparse.Namespace, repeats: int) -> None:
+    """The whole README job as a user runs it: a fresh ``semid`` process per run, idle then loaded."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SEMID_THREADS")}
+    env["SEMID_NO_PROGRESS"] = "1"
+    cmd = [sys.executable, "-m", "semid"] + ([] if args.threads is None else ["--threads", str(args.threads)])
+
+    def run(out: Path) -> tuple[float, dict]:
+        t0 = time.perf_counter()
+        subprocess.run(cmd + ["run", "--preset", args.preset, "--run-dir", str(out)], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        return wall, json.loads((out / "summary.json").read_text())
+
+    print(f"{'phase':7s} {'wall_s':>7s} {'tokenizer_s':>11s} {'train_s':>8s}  test NDCG@10  steps at each thread count",
+          flush=True)
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="semid-contention-") as tmp:
+        for r in range(repeats):
+            walls = {}
+            for phase in ("idle", "loaded"):
+                out = Path(tmp) / f"{phase}{r}"
+                if phase == "idle":
+                    walls[phase], summ = run(out)
+                else:
+                    with Competitors(args.competitors):
+                        walls[phase], summ = run(out)
+                tok = summ.get("tokenizer_seconds", float("nan"))
+                envr = summ.get("environment", {})
+                print(f"{phase:7s} {walls[phase]:7.1f} {tok:11.1f} {summ.get('train_seconds', float('nan')):8.1f}  "
+                      f"{summ.get('test', {}).get('NDCG@10', float('nan')):.4f}  "
+                      f"train/k-means {envr.get('whole_matrix_threads_used')} decode {envr.get('small_op_threads_used')}",
+                      flush=True)
+            ratios.append(walls["loaded"] / walls["idle"])
+    ratio = float(np.median(ratios))
+    print(f"main job loaded / idle wall time {ratio:.2f} (target <= 1.5{'' if ratio <= 1.5 else ': MISSED'}); "
+          f"load average at end {os.getloadavg()[0]:.1f}")
+
+
 def main(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its competitors
     n_threads = thread_policy.apply(args.threads)
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick or args.main_job else 2)
     print(f"threads={n_threads} OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} "
           f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')} cores={os.cpu_count()} "
           f"load average at start {os.getloadavg()[0]:.1f}; competitors={args.competitors} x 1 thread; "
           f"repeats={repeats}{' (quick)' if args.quick else ''}", flush=True)
     if args.decode_threads:
         decode_settings(args, repeats)
+        return
+    if args.main_job:
+        main_job(args, repeats)
         return
     print(f"{'stage':8s} {'idle_s':>8s} {'loaded_s':>9s} {'ratio':>6s}  target <= 1.5", flush=True)
     worst = 0.0
@@ -263,8 +316,10 @@ def main(args: argparse.Namespace) -> None:
         worst = max(worst, ratio)
         print(f"{name:8s} {np.median(idle):8.2f} {np.median(loaded):9.2f} {ratio:6.2f}"
               f"{'' if ratio <= 1.5 else '  MISSED'}", flush=True)
+    rec = thread_policy.runtime_record()
     print(f"worst ratio {worst:.2f}; load average at end {os.getloadavg()[0]:.1f}; decode small-op threads "
-          f"used (count: batches): {thread_policy.runtime_record()['small_op_threads_used']}")
+          f"used (count: batches): {rec['small_op_threads_used']}; training / k-means steps: "
+          f"{rec['whole_matrix_threads_used']}")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,13 @@ def _semid_sklearn_trials(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray,
     return km.centroids_, km.labels_
 
 
+def _semid_seed_all(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # k-means++ on every point with 2 x (2 + ln K) candidates, then the default coarse phase and refinement
+    cfg = KMeansConfig(seed=seed, init_sample=-(-len(x) // k), init_trials=2 * default_init_trials(k))
+    km = KMeans(k, config=cfg).fit(x)
+    return km.centroids_, km.labels_
+
+
 KMEANS_BACKENDS = {
     "semid": _fit_semid, "faiss": _fit_faiss, "scikit-learn": _fit_sklearn,
     # the full fit on all points (the default below fit_min points, or with fit_sample=0)
@@ -174,6 +181,7 @@ KMEANS_BACKENDS = {
     # run to convergence like scikit-learn (which iterates up to 300 passes)
     "semid-converged": _semid_with(n_iter=300, tol=1e-6),
     "semid-sklearn-trials": _semid_sklearn_trials,
+    "semid-seed-all": _semid_seed_all,
 }
 
 
@@ -201,7 +209,8 @@ def compare_kmeans(args) -> list[dict]:
     import importlib.util
 
     backends = [b for b, mod in (("semid", None), ("faiss", "faiss"), ("scikit-learn", "sklearn"),
-                                 ("semid-full", None), ("semid-converged", None), ("semid-sklearn-trials", None))
+                                 ("semid-full", None), ("semid-converged", None), ("semid-sklearn-trials", None),
+                                 ("semid-seed-all", None))
                 if mod is None or importlib.util.find_spec(mod) is not None]
     if "faiss" in backends:
         import faiss
@@ -214,7 +223,7 @@ def compare_kmeans(args) -> list[dict]:
             lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss", "semid-full")),
         f"residual 3 x K=256 on {n} x 128 clustered": (
             clustered(n, 128, 1000, 3.0, 1), lambda f, x: residual_case(f, x, 3, 256),
-            ("semid", "faiss", "scikit-learn", "semid-converged", "semid-sklearn-trials")),
+            ("semid", "faiss", "scikit-learn", "semid-converged", "semid-sklearn-trials", "semid-seed-all")),
     }
     load = os.getloadavg()[0]
     print(f"k-means comparison, threads={args.threads}, load average at start {load:.1f} on "

@@ -158,3 +158,89 @@ def test_beam_search_runs_at_the_small_op_count(monkeypatch):
         assert seen and set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_whole_matrix_policy_table():
+    assert threads.choose_whole_matrix_threads(2, 0, cap=2) == 2
+    assert threads.choose_whole_matrix_threads(2, 1, cap=2) == 1  # one competitor on 2 cores: 1 thread
+    assert threads.choose_whole_matrix_threads(2, 4, cap=2) == 1
+    assert threads.choose_whole_matrix_threads(16, 3, cap=16) == 13  # no small-op cap: the free cores
+    assert threads.choose_whole_matrix_threads(16, 0, cap=4) == 4  # never above the count at entry
+    assert threads.choose_whole_matrix_threads(8, None, cap=8) == 8  # load unknown: keep the count
+
+
+def _auto_threads(monkeypatch):
+    monkeypatch.setattr(threads, "_state", {})
+    monkeypatch.setattr(threads, "_whole", {"used": {}})
+    monkeypatch.delenv("SEMID_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
+def test_whole_matrix_rebalances_with_the_load_and_restores(monkeypatch):
+    import torch
+
+    _auto_threads(monkeypatch)
+    load, now = [1], [100.0]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads.whole_matrix(cores=2, others=lambda: load[0], clock=lambda: now[0]) as rebalance:
+            assert rebalance() == 1 and torch.get_num_threads() == 1  # a competitor: one thread
+            load[0] = 0
+            now[0] += threads.RECHECK_S / 2
+            assert rebalance() == 1  # not re-read within RECHECK_S
+            now[0] += threads.RECHECK_S
+            assert rebalance() == 2  # the competitor left: both cores again
+            with threads.whole_matrix(cores=2, others=lambda: 0, clock=lambda: now[0]) as inner:
+                assert inner() == 2
+            load[0] = 1
+            now[0] += threads.RECHECK_S
+            assert rebalance() == 1
+            with threads.whole_matrix(cores=2, others=lambda: 0, clock=lambda: now[0]) as inner:
+                assert inner() == 2  # a nested block's ceiling is the outermost entry count, not 1
+            assert torch.get_num_threads() == 1  # the inner block restored the outer's count
+        assert torch.get_num_threads() == 2  # and the outer block the count at entry
+        assert threads.runtime_record()["whole_matrix_threads_used"] == {"1": 3, "2": 3}
+        # an explicit count is never changed by the load
+        monkeypatch.setattr(threads, "_state", {"threads_source": "--threads", "threads": 2})
+        with threads.whole_matrix(cores=2, others=lambda: 1) as rebalance:
+            assert rebalance() == 2
+        monkeypatch.setattr(threads, "_state", {})
+        monkeypatch.setenv("SEMID_THREADS", "2")
+        with threads.whole_matrix(cores=2, others=lambda: 1) as rebalance:
+            assert rebalance() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_and_kmeans_steps_run_at_one_thread_per_free_core(monkeypatch):
+    """With another process busy on one of 2 cores, training steps and k-means passes drop to one thread
+    (a team sharing a core with a competitor waits for it at every barrier); the count is restored after."""
+    import torch
+    from torch import nn
+
+    from semid.quantize.kmeans import KMeans, KMeansConfig
+    from semid.train.loop import TrainConfig, Trainer
+
+    _auto_threads(monkeypatch)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 1)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+
+    def loss_fn(model, b):
+        seen.append(torch.get_num_threads())
+        return ((model(b["x"]) - b["x"]) ** 2).mean()
+
+    try:
+        x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+        cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, warmup_steps=0, progress=False, device="cpu")
+        Trainer(cfg).fit(nn.Linear(4, 4), lambda e, rng: ({"x": x[i : i + 16]} for i in range(0, 64, 16)), loss_fn)
+        assert seen == [1] * 8 and torch.get_num_threads() == 2
+        KMeans(4, config=KMeansConfig(n_iter=3)).fit(x)
+        assert torch.get_num_threads() == 2
+        used = threads.runtime_record()["whole_matrix_threads_used"]
+        assert set(used) == {"1"} and used["1"] > 8  # the k-means seeding steps and passes ran at 1 too
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,15 @@ Thread count, first that is set: ``--threads N`` on the command line (or ``set_t
 the ``SEMID_THREADS`` environment variable, ``OMP_NUM_THREADS``; else the policy below. An explicit count
 is used by every path, small-op ones included.
 
-Whole-matrix paths (k-means, fusion and model training) keep torch's default (the available cores).
+Whole-matrix paths (model, fusion and RQ-VAE training steps, k-means seeding and Lloyd passes) run under
+``whole_matrix()``: between steps they call the ``rebalance()`` it yields, which re-reads the load at most
+once a second and sets ``clamp(cores - others, 1, threads at entry)`` (``others`` as below). Why: these ops
+split well over free cores, but a team whose thread shares its core with another process waits for it
+at every barrier; measured with one competing single-thread process on 2 cores, a GPT-2 epoch took
+9.75 s on 2 threads and 8.53 s on 1 (idle: 6.19 s on 2). On an idle machine they keep every core. Some
+kernels' float reduction order depends on the count, so a run under load can differ from an idle one in
+the last bits (and hence in its IDs and metrics); ``--threads N`` pins the count on every path for a
+bitwise-repeatable run, and ``summary.json`` records the counts the steps ran at.
 
 Small-op paths -- constrained beam decoding (``semid.decoding.beam_search``, hence ``recommend``,
 evaluation and the service's decode worker) -- run under ``small_ops()``, which picks the count at the
@@ -48,6 +56,7 @@ RECHECK_S = 1.0  # small_ops() re-reads the machine's load at most this often
 
 _state: dict[str, object] = {}  # what apply() decided, for runtime_record()
 _small: dict[str, object] = {"checked": -1e9, "n": None, "used": {}}  # small_ops() cache and tally
+_whole: dict[str, object] = {"used": {}}  # whole_matrix() tally: rebalance() calls per thread count
 
 
 def available_cores() -> int:
@@ -204,6 +213,58 @@ def small_ops() -> Iterator[int]:
             torch.set_num_threads(prev)
 
 
+def choose_whole_matrix_threads(cores: int, others: int | None, cap: int) -> int:
+    """The whole-matrix thread count: one per core no other process is running on, between 1 and ``cap``
+    (``cap`` when ``others`` is unknown)."""
+    free = cap if others is None else cores - others
+    return max(1, min(cap, free))
+
+
+@contextlib.contextmanager
+def whole_matrix(
+    *,
+    cores: int | None = None,
+    others: Callable[[], int | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Callable[[], int]]:
+    """Yield ``rebalance()``, to call between the block's steps: with no explicit count (``--threads``,
+    ``SEMID_THREADS``, ``OMP_NUM_THREADS``) it sets torch's thread count to one per free core, at most the
+    count at entry of the outermost such block, re-reading the load at most every ``RECHECK_S``; returns the count in effect. The
+    count at entry is restored on exit."""
+    import torch
+
+    prev = torch.get_num_threads()
+    # Nested blocks (k-means inside a training step) keep the outermost block's ceiling, not the count
+    # the outer block happened to pick.
+    caps: list = _whole.setdefault("caps", [])  # type: ignore[assignment]
+    cap = caps[0] if caps else prev
+    caps.append(cap)
+    explicit = explicit_threads()[0] is not None
+    n_cores = available_cores() if cores is None else cores
+    read_others = other_runnable if others is None else others
+    checked = [-1e9]
+    used: dict = _whole["used"]  # type: ignore[assignment]
+
+    def rebalance() -> int:
+        if not explicit:
+            now = clock()
+            if now - checked[0] >= RECHECK_S:
+                checked[0] = now
+                want = choose_whole_matrix_threads(n_cores, read_others(), cap)
+                if want != torch.get_num_threads():
+                    torch.set_num_threads(want)
+        n = torch.get_num_threads()
+        used[n] = used.get(n, 0) + 1
+        return n
+
+    try:
+        yield rebalance
+    finally:
+        caps.pop()
+        if torch.get_num_threads() != prev:
+            torch.set_num_threads(prev)
+
+
 def set_threads(n: int | None) -> int:
     """From Python: use ``n`` intra-op threads on every path (like ``--threads``); None returns to the
     policy (torch's default for whole-matrix paths, ``small_ops()`` for decoding). Returns the count."""
@@ -242,4 +303,6 @@ def runtime_record() -> dict:
         # small-op calls (beam searches, service batches) ran at each thread count
         "small_op_threads": _small.get("source", explicit_threads()[1]),
         "small_op_threads_used": {str(k): v for k, v in sorted(_small["used"].items())},
+        # training steps, k-means passes: how many ran at each thread count (whole_matrix())
+        "whole_matrix_threads_used": {str(k): v for k, v in sorted(_whole["used"].items())},
     }

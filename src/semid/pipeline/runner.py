@@ -270,7 +270,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     write_json(run_dir / "features.json", feats)
 
     tokenizer, tasks = build_tokenizer(cfg)
-    report = None
+    report, tokenizer_s = None, 0.0  # 0.0: no tokenizer, or restored by --resume
     if tokenizer is not None:
         check_modalities(cfg, ds.catalog)
         tok_dir = run_dir / "tokenizer"
@@ -283,7 +283,8 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
             t1 = time.perf_counter()
             fit_tokenizer(tokenizer, ds.catalog, split.train)
             tokenizer.save(tok_dir)
-            say(f"[bold]tokenizer[/] {tokenizer.name}: {time.perf_counter() - t1:.1f}s")
+            tokenizer_s = time.perf_counter() - t1
+            say(f"[bold]tokenizer[/] {tokenizer.name}: {tokenizer_s:.1f}s")
         report = tokenizer.report_
         say(f"  {conflict_summary(report)}, utilisation "
             f"{[round(u, 3) for u in report['codebook_utilization']]}")
@@ -293,7 +294,7 @@ def run(cfg: RunConfig, run_dir: str | Path, *, resume: bool = False, overwrite:
     model.fit(model_train(cfg, split.train), ds.catalog, split.valid)
     train_s = time.perf_counter() - t2
     model.save(run_dir / "model")  # Recommender.save; pipeline.restore.load_run reads it back
-    out = {"tokenizer": report, "train_seconds": train_s}
+    out = {"tokenizer": report, "tokenizer_seconds": tokenizer_s, "train_seconds": train_s}
     for which, es in (("valid", split.valid), ("test", split.test)):
         if which == "valid" and not cfg.eval_valid:
             continue  # the checkpoint was still chosen on (sampled) validation during training

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from semid.device import pick_device
+from semid.threads import whole_matrix
 
 _BLOCK_ELEMS = 1 << 21  # distance block of rows x K floats (8 MiB in float32): fastest measured on CPU
 
@@ -154,21 +155,23 @@ def kmeans_plusplus(x: torch.Tensor, k: int, seed: int = 0, *, trials: int = 1, 
     first = int(rng.integers(n))
     idx = [first]
     d2 = _dist_to(x, x_sq, x[first : first + 1])[:, 0]  # (n,) D(x)^2 to the nearest seed
-    for _ in range(1, k):
-        cum = torch.cumsum(d2, 0, dtype=torch.float64)  # float64: the draw resolves small masses
-        total = float(cum[-1])
-        if total <= 0:
-            idx.append(int(rng.integers(n)))
-            continue  # every point is a seed already: d2 stays 0
-        u = torch.from_numpy(rng.random(trials) * total).to(d2.device)
-        cand = torch.searchsorted(cum, u).clamp_max_(n - 1)  # (trials,)
-        dc = _dist_to(x, x_sq, x[cand])  # (n, trials)
-        if trials > 1:
-            best = int(torch.argmin(torch.minimum(dc, d2[:, None]).sum(0)))  # first lowest potential
-        else:
-            best = 0
-        idx.append(int(cand[best]))
-        d2 = torch.minimum(d2, dc[:, best])
+    with whole_matrix() as rebalance:
+        for _ in range(1, k):
+            rebalance()  # one thread per free core (semid.threads)
+            cum = torch.cumsum(d2, 0, dtype=torch.float64)  # float64: the draw resolves small masses
+            total = float(cum[-1])
+            if total <= 0:
+                idx.append(int(rng.integers(n)))
+                continue  # every point is a seed already: d2 stays 0
+            u = torch.from_numpy(rng.random(trials) * total).to(d2.device)
+            cand = torch.searchsorted(cum, u).clamp_max_(n - 1)  # (trials,)
+            dc = _dist_to(x, x_sq, x[cand])  # (n, trials)
+            if trials > 1:
+                best = int(torch.argmin(torch.minimum(dc, d2[:, None]).sum(0)))  # first lowest potential
+            else:
+                best = 0
+            idx.append(int(cand[best]))
+            d2 = torch.minimum(d2, dc[:, best])
     return x[torch.tensor(idx, device=x.device)].clone()
 
 
@@ -204,27 +207,36 @@ def lloyd(
     k = len(c)
     x_sq = (x * x).sum(1)
     history: list[float] = []
-    for _ in range(n_iter):
-        labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
-        history.append(float(d2.double().sum()))
-        sums = torch.zeros_like(c).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k)
-        nonempty = counts > 0
-        new = c.clone()
-        new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
-        empty = torch.nonzero(~nonempty).flatten()
-        if len(empty):
-            # Farthest points first; stable order so ties match the NumPy reference.
-            far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
-            empty = empty[: len(far)]
-            ok = d2[far] > 0
-            new[empty[ok]] = x[far[ok]]
-        c = new
-        if len(history) > 1 and history[-2] - history[-1] <= tol * max(history[-2], 1e-30):
-            break
+    with whole_matrix() as rebalance:
+        for _ in range(n_iter):
+            rebalance()  # one thread per free core (semid.threads)
+            c, done = _lloyd_pass(x, c, x_sq, k, chunk_size, tol, history)
+            if done:
+                break
     labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
     history.append(float(d2.double().sum()))
     return c, history, labels
+
+
+def _lloyd_pass(
+    x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor, k: int, chunk_size: int, tol: float, history: list[float]
+) -> tuple[torch.Tensor, bool]:
+    """One Lloyd pass: (new centroids [k, D], converged); appends the pass's objective to history."""
+    labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
+    history.append(float(d2.double().sum()))
+    sums = torch.zeros_like(c).index_add_(0, labels, x)
+    counts = torch.bincount(labels, minlength=k)
+    nonempty = counts > 0
+    new = c.clone()
+    new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
+    empty = torch.nonzero(~nonempty).flatten()
+    if len(empty):
+        # Farthest points first; stable order so ties match the NumPy reference.
+        far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
+        empty = empty[: len(far)]
+        ok = d2[far] > 0
+        new[empty[ok]] = x[far[ok]]
+    return new, len(history) > 1 and history[-2] - history[-1] <= tol * max(history[-2], 1e-30)
 
 
 class KMeans:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from semid import threads as thread_policy
 from semid.device import pick_device
 from semid.errors import CheckpointError, ConfigError, DataError
 from semid.io import atomic_write, read_state_tree, write_error, write_json, write_state_tree
@@ -251,8 +252,10 @@ class Trainer:
             rng = np.random.default_rng([cfg.seed, epoch])
             model.train()
             t0, loss_sum, n_steps = time.perf_counter(), 0.0, 0
-            with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, enabled=cfg.progress) as tick:
+            with (progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, enabled=cfg.progress) as tick,
+                  thread_policy.whole_matrix() as rebalance):
                 for batch in batches(epoch, rng):
+                    rebalance()  # one thread per free core (semid.threads): a shared core stalls every barrier
                     batch, weight = distributed.shard_batch(batch)  # this rank's rows of the global batch
                     batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
                     with autocast:
