@@ -248,6 +248,7 @@ STAGES = {"fusion": stage_fusion, "pq": stage_pq, "gpt2": stage_gpt2, "decode": 
 
 def main_job(args: argparse.Namespace, repeats: int) -> None:
     """The whole README job as a user runs it: a fresh ``semid`` process per run, idle then loaded."""
+    import contextlib
     import json
     import tempfile
     from pathlib import Path
@@ -270,12 +271,8 @@ def main_job(args: argparse.Namespace, repeats: int) -> None:
         for r in range(repeats):
             walls = {}
             for phase in ("idle", "loaded"):
-                out = Path(tmp) / f"{phase}{r}"
-                if phase == "idle":
-                    walls[phase], summ = run(out)
-                else:
-                    with Competitors(args.competitors):
-                        walls[phase], summ = run(out)
+                with Competitors(args.competitors) if phase == "loaded" else contextlib.nullcontext():
+                    walls[phase], summ = run(Path(tmp) / f"{phase}{r}")
                 tok = summ.get("tokenizer_seconds", float("nan"))
                 envr = summ.get("environment", {})
                 print(f"{phase:7s} {walls[phase]:7.1f} {tok:11.1f} {summ.get('train_seconds', float('nan')):8.1f}  "

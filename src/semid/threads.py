@@ -152,8 +152,7 @@ def other_runnable(
 def choose_small_op_threads(cores: int, others: int | None, cap: int = SMALL_OP_CAP) -> int:
     """The small-op thread count: one per core no other process is running on, between 1 and ``cap``
     (``min(cap, cores)`` when ``others`` is unknown)."""
-    free = cores if others is None else cores - others
-    return max(1, min(cap, free, cores))
+    return choose_whole_matrix_threads(cores, others, min(cap, cores))
 
 
 def explicit_threads(environ: MutableMapping[str, str] | None = None) -> tuple[int | None, str]:
@@ -229,8 +228,8 @@ def whole_matrix(
 ) -> Iterator[Callable[[], int]]:
     """Yield ``rebalance()``, to call between the block's steps: with no explicit count (``--threads``,
     ``SEMID_THREADS``, ``OMP_NUM_THREADS``) it sets torch's thread count to one per free core, at most the
-    count at entry of the outermost such block, re-reading the load at most every ``RECHECK_S``; returns the count in effect. The
-    count at entry is restored on exit."""
+    count at entry of the outermost such block, re-reading the load at most every ``RECHECK_S``; it returns
+    the count in effect. The count at entry is restored on exit."""
     import torch
 
     prev = torch.get_num_threads()

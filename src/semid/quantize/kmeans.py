@@ -210,33 +210,26 @@ def lloyd(
     with whole_matrix() as rebalance:
         for _ in range(n_iter):
             rebalance()  # one thread per free core (semid.threads)
-            c, done = _lloyd_pass(x, c, x_sq, k, chunk_size, tol, history)
-            if done:
+            labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
+            history.append(float(d2.double().sum()))
+            sums = torch.zeros_like(c).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k)
+            nonempty = counts > 0
+            new = c.clone()
+            new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
+            empty = torch.nonzero(~nonempty).flatten()
+            if len(empty):
+                # Farthest points first; stable order so ties match the NumPy reference.
+                far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
+                empty = empty[: len(far)]
+                ok = d2[far] > 0
+                new[empty[ok]] = x[far[ok]]
+            c = new
+            if len(history) > 1 and history[-2] - history[-1] <= tol * max(history[-2], 1e-30):
                 break
     labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
     history.append(float(d2.double().sum()))
     return c, history, labels
-
-
-def _lloyd_pass(
-    x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor, k: int, chunk_size: int, tol: float, history: list[float]
-) -> tuple[torch.Tensor, bool]:
-    """One Lloyd pass: (new centroids [k, D], converged); appends the pass's objective to history."""
-    labels, d2 = assign(x, c, chunk_size, x_sq=x_sq)
-    history.append(float(d2.double().sum()))
-    sums = torch.zeros_like(c).index_add_(0, labels, x)
-    counts = torch.bincount(labels, minlength=k)
-    nonempty = counts > 0
-    new = c.clone()
-    new[nonempty] = sums[nonempty] / counts[nonempty, None].to(x.dtype)
-    empty = torch.nonzero(~nonempty).flatten()
-    if len(empty):
-        # Farthest points first; stable order so ties match the NumPy reference.
-        far = torch.sort(-d2.double(), stable=True).indices[: len(empty)]
-        empty = empty[: len(far)]
-        ok = d2[far] > 0
-        new[empty[ok]] = x[far[ok]]
-    return new, len(history) > 1 and history[-2] - history[-1] <= tol * max(history[-2], 1e-30)
 
 
 class KMeans:
