@@ -49,6 +49,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc (all its threads)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of a process in MiB, from /proc."""
     fields = {}
@@ -73,7 +79,8 @@ def train_run(run_dir: Path, args) -> None:
     codes_path = save_npy(run_dir.parent / "codes.npy", codes[rng.permutation(len(codes))[:n]])
     cfg = resolve(None, {"data.dataset": "movielens", "data.train_tail": 50, "tokenizer": "precomputed",
                          "precomputed.source": str(codes_path), "model": "gpt2", "name": "bench-serve",
-                         "gpt2.n_layer": 2, "gpt2.n_embd": 64, "gpt2.beam": args.beam, "gpt2.valid_beam": 5,
+                         "gpt2.n_layer": args.n_layer, "gpt2.n_embd": args.n_embd, "gpt2.beam": args.beam,
+                         "gpt2.valid_beam": 5,
                          "gpt2.valid_users": 64, "gpt2.max_history": 20, "train.epochs": 1,
                          "train.batch_size": 64, "train.progress": False, "train.device": "cpu",
                          "eval_valid": False})
@@ -151,7 +158,11 @@ def memory_report(samples: list[tuple[float, float]]) -> str:
 
 
 class Offline:
-    """Offline batched decoding of the test histories (exclude_seen masks, like the server), same beam."""
+    """Offline batched decoding of the test histories (exclude_seen masks, like the server), same beam: one
+    ``recommend`` call per ``PER_CALL`` batches of ``batch`` histories, as ``semid run`` evaluates (its batches
+    are decoded side by side on CPU, one per worker)."""
+
+    PER_CALL = 8
 
     def __init__(self, run_dir: Path, hists: list[np.ndarray], beam: int, k: int, batch: int, threads: str):
         import dataclasses
@@ -163,15 +174,18 @@ class Offline:
         self.model = load_run(run_dir).model
         self.model.config = dataclasses.replace(self.model.config, eval_batch_size=batch)
         self.hists, self.beam, self.k, self.batch = hists, beam, k, batch
+        self.cpu_ms: list[float] = []
         self.users_per_s(0.0)  # warm-up: one batch
 
     def users_per_s(self, seconds: float) -> float:
         """Batches of ``batch`` histories back to back for ``seconds`` (at least one batch)."""
-        n, s, t0 = 0, 0, time.perf_counter()
+        n, s, t0, size = 0, 0, time.perf_counter(), self.batch * self.PER_CALL
+        c0 = time.process_time()
         while n == 0 or time.perf_counter() - t0 < seconds:
-            h = self.hists[s : s + self.batch] or self.hists[: self.batch]
+            h = self.hists[s : s + size] or self.hists[:size]
             self.model.recommend(h, self.k, beam=self.beam, exclude=h)
-            n, s = n + len(h), (s + self.batch) % len(self.hists)
+            n, s = n + len(h), (s + size) % len(self.hists)
+        self.cpu_ms.append((time.process_time() - c0) * 1e3 / n)  # CPU per user, all threads
         return n / (time.perf_counter() - t0)
 
 
@@ -182,9 +196,13 @@ def main() -> None:
     ap.add_argument("--K", type=int, default=16, help="codes per level")
     ap.add_argument("--L", type=int, default=4, help="code levels")
     ap.add_argument("--beam", type=int, default=10)
+    ap.add_argument("--n-layer", type=int, default=2, help="GPT-2 layers of the served model")
+    ap.add_argument("--n-embd", type=int, default=64, help="GPT-2 width of the served model")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--decode-workers", type=int, default=0,
+                    help="the server's decode threads (`semid serve --decode-workers`; 0 = its default)")
     ap.add_argument("--threads", default="auto", help="auto (semid's policy, what `semid serve` does) or a torch "
                     "thread count for the server and offline decoding alike")
     ap.add_argument("--duration", type=float, default=0.0, help="seconds of the memory-flatness phase (0: none)")
@@ -224,7 +242,8 @@ def main() -> None:
     if args.threads != "auto":
         env["SEMID_THREADS"] = args.threads
     cmd = [sys.executable, "-m", "semid.cli.main", "serve", str(run_dir), "--host", HOST, "--port", str(port),
-           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--no-access-log"]
+           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--no-access-log",
+           "--decode-workers", str(args.decode_workers)]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.perf_counter() + 120
@@ -242,8 +261,14 @@ def main() -> None:
         rows = []
         for c in levels:
             rss0, _ = rss_mb(server.pid)
+            cpu0 = (cpu_s(server.pid), cpu_s(os.getpid()))
             res = asyncio.run(drive(port, bodies, c, args.seconds, args.k))
             res["rss0"], (res["rss1"], res["peak"]) = rss0, rss_mb(server.pid)
+            # CPU per request of the server (HTTP + decode) and of this process (the clients): where the
+            # cores went; served req/s can be at most cores / (their sum)
+            n_req = max(res["requests"], 1)
+            res["cpu_ms"] = tuple((cpu_s(p) - c0) * 1e3 / n_req for p, c0 in zip((server.pid, os.getpid()), cpu0,
+                                                                                  strict=True))
             rows.append(res)
             res["load"] = os.getloadavg()[0]
             # offline again right after each level (server idle): a level's ratio uses the offline figures
@@ -252,7 +277,8 @@ def main() -> None:
             offline_runs.append(res["off"][1])
             print(f"clients {c:3d}: {res['rps']:7.1f} req/s  p50 {res['p50']:7.1f} ms  p90 {res['p90']:7.1f} ms  "
                   f"p99 {res['p99']:7.1f} ms  errors {res['errors']}/{res['requests']}  "
-                  f"RSS {res['rss0']:.0f} -> {res['rss1']:.0f} MiB (peak {res['peak']:.0f})  load {res['load']:.1f}",
+                  f"RSS {res['rss0']:.0f} -> {res['rss1']:.0f} MiB (peak {res['peak']:.0f})  load {res['load']:.1f}  "
+                  f"CPU ms/request server {res['cpu_ms'][0]:.2f} clients {res['cpu_ms'][1]:.2f}",
                   flush=True)
         flat = None
         if args.duration > 0:
@@ -269,9 +295,11 @@ def main() -> None:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    print(f"offline batched recommend (batch {args.max_batch}, beam {beam}, {args.threads} threads), users/s "
+    print(f"offline batched recommend ({Offline.PER_CALL} batches of {args.max_batch} per call, beam {beam}, "
+          f"{args.threads} threads), users/s "
           f"before the first level and after each: {', '.join(f'{x:.1f}' for x in offline_runs)} (load average "
-          f"{os.getloadavg()[0]:.1f}); a level's ratio uses the mean of the two around it")
+          f"{os.getloadavg()[0]:.1f}); a level's ratio uses the mean of the two around it; CPU "
+          f"{np.median(offline.cpu_ms[1:]):.2f} ms/user (median)")
     for r in rows + ([flat] if flat is not None else []):
         r["ratio"] = r["rps"] / (sum(r["off"]) / 2)
         print(f"clients {r['clients']:3d}{' (memory phase)' if r is flat else ''}: served / offline = "
@@ -282,8 +310,9 @@ def main() -> None:
         print(f"TARGET served / offline at 32 clients: {ratio:.2f} (>= 0.7: {'met' if ratio >= 0.7 else 'MISSED'}); "
               f"p99 / p50 {tail:.1f} (<= 3: {'met' if tail <= 3 else 'MISSED'}); "
               f"errors {r['errors']} (0: {'met' if r['errors'] == 0 else 'MISSED'})")
-    print(f"model: GPT-2 2x64, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
-          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms; {args.seconds:g} s per level")
+    print(f"model: GPT-2 {args.n_layer}x{args.n_embd}, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, decode workers "
+          f"{args.decode_workers or 'default'}; {args.seconds:g} s per level")
 
 
 if __name__ == "__main__":

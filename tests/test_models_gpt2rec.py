@@ -203,3 +203,30 @@ def test_save_load_recommends_identically(tmp_path):
     # The weights file alone can be swapped for another of the same network (e.g. ckpt/best.safetensors).
     with pytest.raises(CheckpointError, match="missing"):
         GPT2Rec.load(tmp_path / "m", weights=tmp_path / "m" / "nope.safetensors")
+
+
+def test_batches_are_decoded_side_by_side_with_the_same_results(monkeypatch):
+    """On CPU, recommend's batches (eval_batch_size each) run one per one-thread worker: each batch's
+    result equals decoding it alone in this thread at one thread, and the rows come back in order."""
+    import dataclasses
+
+    from semid import threads
+
+    monkeypatch.delenv("SEMID_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "_whole", {"used": {}, "tasks": {}})
+    monkeypatch.setattr(threads, "_state", {})  # no --threads left over from another test
+    torch.manual_seed(0)
+    rec = _rec().init_model()
+    rec.config = dataclasses.replace(rec.config, eval_batch_size=3)
+    rng = np.random.default_rng(0)
+    hs = [rng.choice(12, int(rng.integers(0, 5)), replace=False) for _ in range(10)]
+    side_i, side_s = rec.recommend(hs, 6, exclude=hs)
+    assert threads.runtime_record()["independent_tasks"] == {"2x1": 1}  # 4 batches on 2 one-thread workers
+    with threads.pinned(1):  # inside a worker: one batch after another, here
+        for s in range(0, 10, 3):
+            alone_i, alone_s = rec.recommend(hs[s : s + 3], 6, exclude=hs[s : s + 3])
+            np.testing.assert_array_equal(side_i[s : s + 3], alone_i)
+            np.testing.assert_array_equal(side_s[s : s + 3], alone_s)
+    assert threads.runtime_record()["independent_tasks"] == {"2x1": 1}

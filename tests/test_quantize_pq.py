@@ -31,3 +31,32 @@ def test_bad_inputs_name_the_problem():
     pq.fit(np.random.default_rng(0).normal(size=(20, 3, 2)).astype(np.float32))
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         pq.decode(np.array([[0, 1, 4]]))
+
+
+def test_side_by_side_subspace_fits_equal_one_thread_in_order(monkeypatch):
+    """The sub-space fits run one per worker thread; the codebooks are bitwise those of fitting them one
+    after another at one thread, so they do not depend on the worker count or the machine's load."""
+    import torch
+
+    from semid import threads
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 4, 8)).astype(np.float32)
+    cfg = KMeansConfig(backend="torch", n_iter=8)
+    before = torch.get_num_threads()
+    monkeypatch.delenv("SEMID_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_state", {})  # no --threads left over from another test
+    monkeypatch.setattr(threads, "_whole", {"used": {}, "tasks": {}})
+    try:
+        torch.set_num_threads(2)
+        side = ProductQuantizer(4, 32, kmeans=cfg).fit(x)
+        assert "2x1" in threads.runtime_record()["independent_tasks"]
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("SEMID_THREADS", "1")
+        torch.set_num_threads(1)
+        seq = ProductQuantizer(4, 32, kmeans=cfg).fit(x)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(side.centroids_, seq.centroids_)
+    assert side.inertia_ == seq.inertia_

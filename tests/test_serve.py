@@ -16,12 +16,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
+import semid.serve.app  # noqa: E402
 from semid.errors import CheckpointError, ConfigError  # noqa: E402
 from semid.pipeline.presets import resolve  # noqa: E402
 from semid.pipeline.restore import load_run  # noqa: E402
 from semid.pipeline.runner import run  # noqa: E402
 from semid.serve.app import create_app  # noqa: E402
-from semid.serve.batcher import Batcher, Job  # noqa: E402
+from semid.serve.batcher import Batcher, CatalogLock, Job  # noqa: E402
 from semid.serve.catalog import CatalogConflict, assign_codes  # noqa: E402
 from semid.serve.limits import BodyLimit, check_bind, is_loopback  # noqa: E402
 from semid.serve.settings import ServeConfig  # noqa: E402
@@ -48,6 +49,23 @@ def runs(tmp_path_factory, ring_dataset):
 @pytest.fixture(scope="module")
 def gen_loaded(runs):
     return load_run(runs["gen"])  # read-only uses; tests that edit the catalog load their own copy
+
+
+@pytest.fixture(autouse=True)
+def _close_batchers(monkeypatch):
+    """Apps built by a test have their decode workers stopped after it (TestClient without ``with`` never
+    runs the lifespan that does it), so no test leaves decode threads behind."""
+    apps = []
+    build = semid.serve.app.create_app
+
+    def tracking(*a, **kw):
+        apps.append(build(*a, **kw))
+        return apps[-1]
+
+    monkeypatch.setitem(globals(), "create_app", tracking)
+    yield
+    for app in apps:
+        app.state.batcher.close()
 
 
 def _client(loaded, run_dir, **cfg):
@@ -84,6 +102,69 @@ def test_batched_requests_equal_one_at_a_time(gen_loaded):
         assert items.tolist() == alone_i[0].tolist()
         np.testing.assert_allclose(scores, alone_s[0], atol=1e-4)
         assert not set(items.tolist()) & set(h.tolist())
+
+
+def test_two_decode_workers_run_side_by_side_and_equal_one_at_a_time(gen_loaded):
+    """Two decode workers, each at one intra-op thread (this thread's count untouched), decode their batches
+    at the same time (each worker's first decode waits for the other's) and every request gets what it gets
+    alone."""
+    import torch
+
+    model = gen_loaded.model
+    avail = np.ones(N_ITEMS, bool)
+    meet = threading.Barrier(2, timeout=30)
+    first = threading.local()
+    seen_threads = []
+
+    def decode(h, k, beam, mask):
+        if not getattr(first, "done", False):
+            first.done = True
+            meet.wait()  # BrokenBarrierError (-> the jobs' futures) unless the other worker decodes too
+        seen_threads.append(torch.get_num_threads())
+        return model.recommend(h, k, beam=beam, allowed=mask)
+
+    before = torch.get_num_threads()
+    b = Batcher(decode, lambda: avail, CatalogLock(), max_batch=6, max_wait_ms=5000, workers=2)
+    try:
+        assert len(b.threads) == 2 and torch.get_num_threads() == before
+        rng = np.random.default_rng(2)
+        hists = [rng.choice(N_ITEMS, int(rng.integers(0, 9)), replace=False) for _ in range(12)]
+        jobs = [Job(history=h, k=5, beam=8, exclude=h) for h in hists]
+        results = [f.result(timeout=60) for f in [b.submit(j) for j in jobs]]
+    finally:
+        b.close()
+    assert set(seen_threads) == {1}
+    for h, (items, _) in zip(hists, results, strict=True):
+        assert items.tolist() == model.recommend([h], 5, exclude=[h])[0][0].tolist()
+
+
+def test_catalog_lock_edits_wait_for_decodes_and_hold_new_ones_back():
+    lock, log = CatalogLock(), []
+    in_read, release = threading.Event(), threading.Event()
+
+    def reader():
+        with lock.shared():
+            in_read.set()
+            release.wait(10)
+            log.append("read done")
+
+    def writer():
+        with lock:
+            log.append("edit")
+
+    r = threading.Thread(target=reader)
+    r.start()
+    in_read.wait(10)
+    with lock.shared():  # readers share the lock
+        log.append("second read")
+    w = threading.Thread(target=writer)
+    w.start()
+    w.join(0.2)
+    assert w.is_alive()  # the edit waits for the decode in flight
+    release.set()
+    r.join(10)
+    w.join(10)
+    assert log == ["second read", "read done", "edit"]
 
 
 def test_concurrent_http_requests_are_batched(gen_loaded, runs):

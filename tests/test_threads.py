@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_whole_matrix_policy_table():
 
 def _auto_threads(monkeypatch):
     monkeypatch.setattr(threads, "_state", {})
-    monkeypatch.setattr(threads, "_whole", {"used": {}})
+    monkeypatch.setattr(threads, "_whole", {"used": {}, "tasks": {}})
     monkeypatch.delenv("SEMID_THREADS", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
@@ -242,5 +243,74 @@ def test_training_and_kmeans_steps_run_at_one_thread_per_free_core(monkeypatch):
         assert torch.get_num_threads() == 2
         used = threads.runtime_record()["whole_matrix_threads_used"]
         assert set(used) == {"1"} and used["1"] > 8  # the k-means seeding steps and passes ran at 1 too
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_task_plan_table():
+    assert threads.task_plan(5, 2) == (2, 1)  # 2 cores: two one-thread workers
+    assert threads.task_plan(5, 1) == (1, 1)  # one thread: the tasks run one after another
+    assert threads.task_plan(5, 16) == (5, 3)  # more threads than tasks: the rest inside each worker
+    assert threads.task_plan(1, 8) == (1, 8)
+    assert threads.task_plan(3, 0) == (1, 1)
+
+
+def test_independent_tasks_run_side_by_side_pinned_and_restore(monkeypatch):
+    """Two tasks that each wait for the other can only finish if they run at once; inside, the workers
+    keep one intra-op thread each whatever the load says, and the count at entry comes back after."""
+    import threading
+
+    import torch
+
+    _auto_threads(monkeypatch)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 0)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    meet = threading.Barrier(2, timeout=10)
+
+    def task(i):
+        meet.wait()  # raises BrokenBarrierError if the two tasks ran one after another
+        with threads.whole_matrix() as rebalance:
+            n = rebalance()  # idle machine, but pinned: no change
+        return i, n, torch.get_num_threads(), threading.get_ident()
+
+    try:
+        with threads.independent_tasks(2) as run:
+            out = run(task, [0, 1])
+        assert [o[0] for o in out] == [0, 1]  # results in input order
+        assert [o[1:3] for o in out] == [(1, 1), (1, 1)]
+        assert out[0][3] != out[1][3]
+        assert torch.get_num_threads() == 2
+        assert threads.runtime_record()["independent_tasks"] == {"2x1": 1}
+        # an explicit single thread: the tasks run in order in this thread
+        monkeypatch.setenv("SEMID_THREADS", "1")
+        with threads.independent_tasks(2) as run:
+            assert run(lambda i: threading.get_ident(), [0, 1]) == [threading.get_ident()] * 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_pinned_holds_the_count_on_every_path_and_restores(monkeypatch):
+    """Inside pinned(1) neither small_ops() nor whole_matrix() follows the load (worker pools would fight
+    over the process-wide count); after it the load-following policy is back."""
+    import torch
+
+    _auto_threads(monkeypatch)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 0)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    # small_ops() sees an idle 2-core machine: a cached count of 2, not re-read during the test
+    monkeypatch.setattr(threads, "_small", {"checked": time.monotonic() + 1e6, "n": 2, "used": {}})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads.pinned(1):
+            with threads.small_ops() as n:
+                assert n == 1 and torch.get_num_threads() == 1  # idle machine, still 1
+            with threads.whole_matrix() as rebalance:
+                assert rebalance() == 1
+        assert torch.get_num_threads() == 2
+        with threads.small_ops() as n:
+            assert n == 2
     finally:
         torch.set_num_threads(before)

@@ -23,6 +23,12 @@ kernels' float reduction order depends on the count, so a run under load can dif
 the last bits (and hence in its IDs and metrics); ``--threads N`` pins the count on every path for a
 bitwise-repeatable run, and ``summary.json`` records the counts the steps ran at.
 
+Independent tasks -- the sub-space fits of a product quantizer, the batches of one ``recommend`` call on
+CPU, the service's decode workers -- run side by side in worker threads of one intra-op thread each
+(``independent_tasks``, ``pinned``) rather than one after another on a team: with no barrier between them
+each worker runs whenever a core is free, so a competing process costs them a share of the cores, not a
+stall per op; their results do not depend on the worker count or the load.
+
 Small-op paths -- constrained beam decoding (``semid.decoding.beam_search``, hence ``recommend``,
 evaluation and the service's decode worker) -- run under ``small_ops()``, which picks the count at the
 moment they start (re-checked at most once a second): ``clamp(cores - others, 1, 2)`` where ``others`` is
@@ -44,6 +50,7 @@ import contextlib
 import glob
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 
@@ -56,7 +63,13 @@ RECHECK_S = 1.0  # small_ops() re-reads the machine's load at most this often
 
 _state: dict[str, object] = {}  # what apply() decided, for runtime_record()
 _small: dict[str, object] = {"checked": -1e9, "n": None, "used": {}}  # small_ops() cache and tally
-_whole: dict[str, object] = {"used": {}}  # whole_matrix() tally: rebalance() calls per thread count
+_whole: dict[str, object] = {"used": {}, "tasks": {}}  # whole_matrix() / independent_tasks() tallies
+_tally_lock = threading.Lock()  # rebalance() and small_ops() run in worker threads too
+_pin = threading.local()  # depth > 0: this thread is a pinned worker (pinned())
+
+
+def _pinned_here() -> bool:
+    return getattr(_pin, "depth", 0) > 0
 
 
 def available_cores() -> int:
@@ -198,6 +211,13 @@ def small_ops() -> Iterator[int]:
     """Run the block at the small-op thread count (``small_op_threads``), then restore the previous count."""
     import torch
 
+    if _pinned_here():  # a pinned worker keeps the count it was given
+        n = torch.get_num_threads()
+        with _tally_lock:
+            used = _small["used"]
+            used[n] = used.get(n, 0) + 1
+        yield n
+        return
     n, source = small_op_threads()
     prev = torch.get_num_threads()
     if n != prev:
@@ -232,6 +252,17 @@ def whole_matrix(
     the count in effect. The count at entry is restored on exit."""
     import torch
 
+    used: dict = _whole["used"]  # type: ignore[assignment]
+    if _pinned_here():  # a pinned worker keeps the count it was given
+
+        def tally() -> int:
+            n = torch.get_num_threads()
+            with _tally_lock:
+                used[n] = used.get(n, 0) + 1
+            return n
+
+        yield tally
+        return
     prev = torch.get_num_threads()
     # Nested blocks (k-means inside a training step) keep the outermost block's ceiling, not the count
     # the outer block happened to pick.
@@ -242,7 +273,6 @@ def whole_matrix(
     n_cores = available_cores() if cores is None else cores
     read_others = other_runnable if others is None else others
     checked = [-1e9]
-    used: dict = _whole["used"]  # type: ignore[assignment]
 
     def rebalance() -> int:
         if not explicit:
@@ -253,7 +283,8 @@ def whole_matrix(
                 if want != torch.get_num_threads():
                     torch.set_num_threads(want)
         n = torch.get_num_threads()
-        used[n] = used.get(n, 0) + 1
+        with _tally_lock:
+            used[n] = used.get(n, 0) + 1
         return n
 
     try:
@@ -262,6 +293,87 @@ def whole_matrix(
         caps.pop()
         if torch.get_num_threads() != prev:
             torch.set_num_threads(prev)
+
+
+def task_plan(n_tasks: int, budget: int) -> tuple[int, int]:
+    """(workers, intra-op threads per worker) for ``n_tasks`` independent tasks on ``budget`` threads:
+    as many workers as tasks fit, the rest of the budget split evenly inside each worker."""
+    workers = max(1, min(n_tasks, budget))
+    return workers, max(1, budget // workers)
+
+
+@contextlib.contextmanager
+def independent_tasks(n_tasks: int, *, small_ops: bool = False) -> Iterator[Callable[[Callable, list], list]]:
+    """Yield ``run(fn, items) -> [fn(item) for item in items]`` for whole-matrix tasks that share nothing
+    (the sub-space fits of a product quantizer, the batches of a beam search), run ``task_plan(n_tasks,
+    budget)`` at a time in worker threads, where the budget is the explicit count if there is one, else
+    torch's count at entry (``small_ops=True``: ``min(SMALL_OP_CAP, cores)``). Inside another pool's
+    worker (``pinned``) the tasks run one after another in the calling thread.
+
+    Why: one team of T intra-op threads waits at every barrier for the thread that shares its core with
+    another process, so ``whole_matrix()`` drops to one thread per free core, and a stage then runs at its
+    one-core speed. Independent tasks have no barrier between them: with one competitor on 2 cores, two
+    one-thread workers get about 4/3 of the cores instead of 1, and on an idle machine they avoid each
+    op's fork-join cost. Results do not depend on the worker count or on the load: each task runs at the
+    same per-worker thread count whatever else runs. Torch ops release the GIL, so threads suffice: two
+    one-thread beam-search workers decoded 1.4-1.6x the users/s of one two-thread search on 2 idle cores
+    (benchmarks/RESULTS.md)."""
+    import torch
+
+    if _pinned_here():
+        yield lambda fn, items: [fn(item) for item in items]
+        return
+    prev = torch.get_num_threads()
+    explicit = explicit_threads()[0]
+    caps: list = _whole.setdefault("caps", [])  # type: ignore[assignment]
+    if explicit is not None:
+        budget = explicit
+    elif small_ops:
+        budget = min(SMALL_OP_CAP, available_cores())
+    else:
+        budget = caps[0] if caps else prev
+    workers, per_worker = task_plan(n_tasks, budget)
+    key = f"{workers}x{per_worker}"
+    with _tally_lock:
+        tasks: dict = _whole["tasks"]  # type: ignore[assignment]
+        tasks[key] = tasks.get(key, 0) + 1
+    if workers == 1:
+        yield lambda fn, items: [fn(item) for item in items]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semid-task",
+                                initializer=pin_this_thread, initargs=(per_worker,)) as pool:
+            yield lambda fn, items: list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(prev)  # this thread's count; also what threads started later begin with
+
+
+def pin_this_thread(n: int) -> None:
+    """Make the calling (worker) thread run at exactly ``n`` intra-op threads for the rest of its life: its
+    ``whole_matrix()`` and ``small_ops()`` blocks keep that count instead of following the load. torch's
+    OpenMP count is per thread (the calling thread's ICV; new threads start from the last count set), so
+    this does not change the count of the thread that started the worker."""
+    import torch
+
+    torch.set_num_threads(n)
+    _pin.depth = getattr(_pin, "depth", 0) + 1
+
+
+@contextlib.contextmanager
+def pinned(n: int) -> Iterator[int]:
+    """Run the block in this thread at exactly ``n`` intra-op threads, as a pinned worker does
+    (``pin_this_thread``); the thread's count at entry comes back on exit."""
+    import torch
+
+    prev = torch.get_num_threads()
+    pin_this_thread(n)
+    try:
+        yield n
+    finally:
+        _pin.depth -= 1
+        torch.set_num_threads(prev)
 
 
 def set_threads(n: int | None) -> int:
@@ -304,4 +416,6 @@ def runtime_record() -> dict:
         "small_op_threads_used": {str(k): v for k, v in sorted(_small["used"].items())},
         # training steps, k-means passes: how many ran at each thread count (whole_matrix())
         "whole_matrix_threads_used": {str(k): v for k, v in sorted(_whole["used"].items())},
+        # independent whole-matrix tasks (product-quantizer sub-spaces): blocks per "workers x threads each"
+        "independent_tasks": dict(sorted(_whole["tasks"].items())),
     }

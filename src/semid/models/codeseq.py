@@ -169,20 +169,32 @@ class CodeSeqRecommender:
                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Beam search over ``index`` in batches of ``eval_batch_size`` histories: (items int64 [B, k],
         summed log-probs float32 [B, k]). Inputs and mask go to the model's device; results come back to CPU."""
+        from semid.threads import independent_tasks
+
         device = model_device(model)
         use_bf16 = device.type == "cuda" and self.train_config.bf16
-        out_i, out_s = [], []
         bs = self.seq_config.eval_batch_size
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            for s in range(0, len(histories), bs):
+
+        def one(s: int) -> tuple[np.ndarray, np.ndarray]:
+            # no_grad / autocast are per thread: set inside the worker
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 batch = {k_: v.to(device) for k_, v in encode(histories[s : s + bs]).items()}
                 m = None if mask is None else torch.from_numpy(mask[s : s + bs]).to(device)
                 res = beam_search(self._stepper(model), batch, index, beam=beam, k=k, item_mask=m)
-                out_i.append(res.items.cpu().numpy())
-                out_s.append(res.scores.float().cpu().numpy())
-        if not out_i:
+                return res.items.cpu().numpy(), res.scores.float().cpu().numpy()
+
+        starts = list(range(0, len(histories), bs))
+        if not starts:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-        return np.concatenate(out_i).astype(np.int64), np.concatenate(out_s).astype(np.float32)
+        # On CPU the batches are decoded side by side, one per one-thread worker (semid.threads): a decode
+        # step's tiny ops scale badly over intra-op threads, independent batches do not.
+        if device.type == "cpu" and len(starts) > 1:
+            with independent_tasks(len(starts), small_ops=True) as run:
+                parts = run(one, starts)
+        else:
+            parts = [one(s) for s in starts]
+        return (np.concatenate([p[0] for p in parts]).astype(np.int64),
+                np.concatenate([p[1] for p in parts]).astype(np.float32))
 
     # ---------------------------------------------------------------- persistence
     config_cls: type  # the subclass's config dataclass, rebuilt by load()

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semid.device import pick_device
 from semid.quantize.kmeans import KMeans, KMeansConfig
+from semid.threads import independent_tasks
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,23 @@ class ProductQuantizer:
     def fit(self, x: np.ndarray) -> ProductQuantizer:
         """x float [N, n, d] (or [N, n*d]): the sub-embeddings to fit the codebooks on."""
         blocks = _as_blocks(x, self.n_sub).astype(np.float32)
-        cents, inertia, backends = [], [], []
-        for j in range(self.n_sub):
+
+        def fit_one(j: int) -> KMeans:
             cfg = dataclasses.replace(self.kmeans, seed=self.kmeans.seed + j)
-            km = KMeans(self.K, config=cfg).fit(np.ascontiguousarray(blocks[:, j]))
-            cents.append(km.centroids_.astype(np.float32))
-            inertia.append(km.inertia_)
-            backends.append(km.backend_)
-        self.centroids_ = np.stack(cents)  # (n, K, d)
-        self.inertia_ = inertia
-        self.backends_ = backends
+            return KMeans(self.K, config=cfg).fit(np.ascontiguousarray(blocks[:, j]))
+
+        # The sub-spaces share nothing, so on CPU they are fitted side by side, one per worker thread
+        # (semid.threads.independent_tasks); faiss and CUDA fits run one after another.
+        probe = KMeans(self.K, config=self.kmeans)
+        on_cpu = pick_device(self.kmeans.device).type == "cpu"
+        if on_cpu and probe.backend_for(len(blocks)) == "torch":
+            with independent_tasks(self.n_sub) as run:
+                fitted = run(fit_one, list(range(self.n_sub)))
+        else:
+            fitted = [fit_one(j) for j in range(self.n_sub)]
+        self.centroids_ = np.stack([km.centroids_.astype(np.float32) for km in fitted])  # (n, K, d)
+        self.inertia_ = [km.inertia_ for km in fitted]
+        self.backends_ = [km.backend_ for km in fitted]
         return self
 
     @classmethod

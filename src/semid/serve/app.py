@@ -22,18 +22,17 @@ together (``semid.serve.batcher``). Bounds, key and logging: ``semid.serve.setti
 import asyncio
 import contextlib
 import logging
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 
 from semid.decoding.masks import recommend_masked
-from semid.serve.batcher import Batcher, Job, Overloaded
+from semid.serve.batcher import Batcher, CatalogLock, Job, Overloaded
 from semid.serve.catalog import CatalogConflict, CatalogInputError, LiveCatalog, short
 from semid.serve.limits import ApiKey, BodyLimit
 from semid.serve.metrics import AccessLog, Metrics
-from semid.serve.settings import ServeConfig
+from semid.serve.settings import ServeConfig, resolve_decode_workers
 from semid.threads import small_ops
 
 log = logging.getLogger("semid.serve")
@@ -110,7 +109,7 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
     path = Path(run_dir) / "serve" / "catalog.json" if config.persist else None
     catalog = LiveCatalog(loaded.dataset.catalog, codes=codes, codebook_sizes=sizes, tokenizer=loaded.tokenizer,
                           extend_model=extend, retire_model=retire, path=path)
-    lock = threading.Lock()
+    lock = CatalogLock()
     metrics = Metrics()
     window = model_window(model)
     generative = isinstance(model, CodeSeqRecommender)
@@ -121,7 +120,8 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
             return recommend_masked(model, histories, k, mask, **({} if beam is None else {"beam": beam}))
 
     batcher = Batcher(decode, lambda: catalog.available, lock, max_batch=config.max_batch,
-                      max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, on_batch=metrics.record_batch)
+                      max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, on_batch=metrics.record_batch,
+                      workers=resolve_decode_workers(config))
 
     def gauges() -> None:
         metrics.set_gauge("semid_catalog_version", catalog.version)
@@ -188,7 +188,8 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
         return {"status": "ok", "model": loaded.config.name, "dataset": loaded.dataset.name,
                 "n_items": catalog.n_items, "n_available": int(catalog.available.sum()),
                 "catalog_version": catalog.version, "window": window,
-                "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms}
+                "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms,
+                "decode_workers": len(batcher.threads)}
 
     @app.post("/recommend")
     async def recommend(req: RecommendRequest):

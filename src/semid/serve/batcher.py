@@ -1,16 +1,24 @@
 """Cross-request batching: concurrent requests are decoded together in one batched (constrained) search.
 
-One worker thread owns the model. It takes the first waiting request, waits up to ``max_wait_ms`` for
-up to ``max_batch - 1`` more, groups them by beam width (a request's beam is ``max(model beam, k)``, so
+``workers`` decode threads share the model (inference only: every call keeps its own beam state). Each
+takes the first waiting request, waits up to ``max_wait_ms`` for up to ``max_batch - 1`` more, groups them by beam width (a request's beam is ``max(model beam, k)``, so
 requests with k <= the model's beam share one group) and makes one ``recommend`` call per group with the
 group's largest k; each request keeps its first k. Beam search treats the rows of a batch independently
 and left padding does not change a prediction, so every request gets what it would get alone (test).
 Item masks are built at decode time from the live catalog's availability, so a retired item is never
-returned by a request that was queued before it was retired.
+returned by a request that was queued before it was retired: decodes hold the catalog lock shared,
+catalog edits hold it exclusively (``CatalogLock``).
+
+Why several workers, each at one intra-op thread (``semid.threads.pin_this_thread``): a decode step is a few
+dozen tiny ops, each a parallel region whose barrier waits for the slowest thread, so one decoder on two
+threads stalls whenever the HTTP handlers, the clients or another process take one of the cores, and
+drops to one thread (``small_ops``) when they are seen. Two one-thread decoders have no barrier between
+them: each runs whenever a core is free, and the GIL is released inside every op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -53,26 +61,77 @@ def job_mask(jobs: list[Job], available: np.ndarray) -> np.ndarray:
     return mask
 
 
+class CatalogLock:
+    """Readers-writer lock: decodes run side by side under ``shared()``; ``with lock:`` (a catalog edit)
+    waits for the decodes in flight and holds new ones back until it is done (writers first)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    def __enter__(self) -> CatalogLock:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
 class Batcher:
-    """Queue + decode thread; ``submit(job)`` returns the job's Future (result: (items [k], scores [k]))."""
+    """Queue + ``workers`` decode threads; ``submit(job)`` returns the job's Future (result: (items [k],
+    scores [k])). With more than one worker each runs at one intra-op thread."""
 
     def __init__(
         self,
         decode: DecodeFn,
         available: Callable[[], np.ndarray],
-        lock: threading.Lock,
+        lock: CatalogLock | threading.Lock,
         *,
         max_batch: int = 32,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
         on_batch: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> None:
+        import torch
+
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.decode, self.available, self.lock = decode, available, lock
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
         self.on_batch = on_batch
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self.thread = threading.Thread(target=self._run, name="semid-batcher", daemon=True)
-        self.thread.start()
+        self._started = threading.Barrier(workers + 1)
+        self.threads = [threading.Thread(target=self._run, args=(workers > 1,), name=f"semid-batcher-{i}",
+                                         daemon=True) for i in range(workers)]
+        prev = torch.get_num_threads()
+        for t in self.threads:
+            t.start()
+        self._started.wait()
+        torch.set_num_threads(prev)  # what threads started later (request handlers) begin with
 
     def submit(self, job: Job) -> Future:
         try:
@@ -82,8 +141,10 @@ class Batcher:
         return job.future
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join(timeout=10)
+        for _ in self.threads:
+            self.queue.put(None)
+        for t in self.threads:
+            t.join(timeout=10)
 
     # ------------------------------------------------------------------ worker
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
@@ -101,7 +162,12 @@ class Batcher:
             batch.append(job)
         return batch, stop
 
-    def _run(self) -> None:
+    def _run(self, pin: bool) -> None:
+        if pin:
+            from semid.threads import pin_this_thread
+
+            pin_this_thread(1)
+        self._started.wait()
         while True:
             first = self.queue.get()
             if first is None:
@@ -118,7 +184,8 @@ class Batcher:
 
     def _decode(self, jobs: list[Job], beam: int | None) -> None:
         try:
-            with self.lock:  # catalog edits wait for the decode in flight, and vice versa
+            # catalog edits wait for the decodes in flight, and vice versa
+            with self.lock.shared() if isinstance(self.lock, CatalogLock) else self.lock:
                 mask = job_mask(jobs, self.available())
                 k = max(j.k for j in jobs)
                 items, scores = self.decode([j.history for j in jobs], k, beam, mask)

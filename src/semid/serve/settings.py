@@ -16,6 +16,8 @@ class ServeConfig:
 
     max_batch: int = 32  # requests decoded together in one batched beam search
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others to join
+    # decode threads, each at one intra-op thread (semid.serve.batcher); 0 = one per core, at most 2
+    decode_workers: int = 0
     max_queue: int = 1024  # requests waiting for the decoder before new ones get 503
     max_body_bytes: int = 1 << 20  # request bodies above this get 413 (1 MiB)
     body_timeout_s: float = 10.0  # a body not fully received within this gets 408 (slow uploads)
@@ -30,12 +32,23 @@ class ServeConfig:
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_history", "max_list", "max_k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
+        if self.decode_workers < 0:
+            raise ConfigError(f"serve.decode_workers must be >= 0 (0 = automatic), got {self.decode_workers}")
         for name in ("max_wait_ms", "body_timeout_s", "request_timeout_s"):
             v = getattr(self, name)
             if not v >= 0:  # also rejects NaN
                 raise ConfigError(f"serve.{name} must be >= 0, got {v}")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("serve.api_key must be at least 8 characters")
+
+
+def resolve_decode_workers(config: ServeConfig, cores: int | None = None) -> int:
+    """The decode worker count: ``config.decode_workers`` if set, else min(2, cores)."""
+    if config.decode_workers:
+        return config.decode_workers
+    from semid.threads import SMALL_OP_CAP, available_cores
+
+    return max(1, min(SMALL_OP_CAP, available_cores() if cores is None else cores))
 
 
 def resolve_api_key(explicit: str | None) -> str | None:
