@@ -135,7 +135,7 @@ def clustered(n: int, d: int, n_clusters: int, spread: float, seed: int) -> np.n
 
 
 def _fit_semid(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    km = KMeans(k, config=KMeansConfig(seed=seed)).fit(x)  # the default config: what FusID / RQ use
+    km = KMeans(k, config=KMeansConfig(seed=seed)).fit(x)  # k-means' default config: what FusID's PQ uses
     return km.centroids_, km.labels_
 
 
@@ -174,6 +174,16 @@ def _semid_seed_all(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.nd
     return km.centroids_, km.labels_
 
 
+def _semid_rq(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # the RQ-KMeans tokenizer's default level config (seeding on every point, tol 1e-6)
+    import dataclasses
+
+    from semid.tokenizers.rqkmeans import RQKMeansConfig
+
+    km = KMeans(k, config=dataclasses.replace(RQKMeansConfig().kmeans(0), seed=seed)).fit(x)
+    return km.centroids_, km.labels_
+
+
 KMEANS_BACKENDS = {
     "semid": _fit_semid, "faiss": _fit_faiss, "scikit-learn": _fit_sklearn,
     # the full fit on all points (the default below fit_min points, or with fit_sample=0)
@@ -182,6 +192,7 @@ KMEANS_BACKENDS = {
     "semid-converged": _semid_with(n_iter=300, tol=1e-6),
     "semid-sklearn-trials": _semid_sklearn_trials,
     "semid-seed-all": _semid_seed_all,
+    "semid-rq": _semid_rq,
 }
 
 
@@ -210,8 +221,14 @@ def compare_kmeans(args) -> list[dict]:
 
     backends = [b for b, mod in (("semid", None), ("faiss", "faiss"), ("scikit-learn", "sklearn"),
                                  ("semid-full", None), ("semid-converged", None), ("semid-sklearn-trials", None),
-                                 ("semid-seed-all", None))
+                                 ("semid-seed-all", None), ("semid-rq", None))
                 if mod is None or importlib.util.find_spec(mod) is not None]
+    if args.kmeans_backends:
+        wanted = [b.strip() for b in args.kmeans_backends.split(",") if b.strip()]
+        unknown = sorted(set(wanted) - set(KMEANS_BACKENDS))
+        if unknown:
+            raise SystemExit(f"--kmeans-backends: unknown {unknown}; known: {sorted(KMEANS_BACKENDS)}")
+        backends = [b for b in backends if b in wanted]
     if "faiss" in backends:
         import faiss
 
@@ -223,7 +240,8 @@ def compare_kmeans(args) -> list[dict]:
             lambda f, x: pq_case(f, x, args.kmeans_subspaces, 1024), ("semid", "faiss", "semid-full")),
         f"residual 3 x K=256 on {n} x 128 clustered": (
             clustered(n, 128, 1000, 3.0, 1), lambda f, x: residual_case(f, x, 3, 256),
-            ("semid", "faiss", "scikit-learn", "semid-converged", "semid-sklearn-trials", "semid-seed-all")),
+            ("semid", "faiss", "scikit-learn", "semid-converged", "semid-sklearn-trials", "semid-seed-all",
+             "semid-rq")),
     }
     load = os.getloadavg()[0]
     print(f"k-means comparison, threads={args.threads}, load average at start {load:.1f} on "
@@ -276,6 +294,8 @@ def main() -> None:
     ap.add_argument("--kmeans-subspaces", type=int, default=5, help="PQ case: how many of the 5 sub-spaces")
     ap.add_argument("--kmeans-repeats", type=int, default=2, help="interleaved repeats per backend")
     ap.add_argument("--kmeans-cases", default="pq,residual", help="which synthetic k-means cases to run")
+    ap.add_argument("--kmeans-backends", default="", help="comma-separated subset of the backends (default: all "
+                    "installed)")
     ap.add_argument("--results", default="")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     args = ap.parse_args()

@@ -239,6 +239,21 @@ def test_seeding_plan_full_fit_draws_four_times_scikit_learns_candidates():
     assert seeding_plan(50, 16, KMeansConfig(init_sample=4)) == (16, 64)  # sample >= N: all points
     assert seeding_plan(1000, 16, KMeansConfig(init_trials=3)) == (3, 0)  # explicit trials win
     assert seeding_plan(1000, 1, KMeansConfig()) == (1, 0)
+    # init_all (residual k-means): every point also in the coarse phase, 2 x (2 + ln K) candidates there
+    assert seeding_plan(100_000, 256, KMeansConfig(init_all=True)) == (14, 0)
+    assert seeding_plan(100_000, 256, KMeansConfig()) == (7, COARSE_SEED_POINTS)
+    assert seeding_plan(20_000, 256, KMeansConfig(init_all=True)) == (28, 0)  # no coarse phase: as before
+
+
+def test_residual_kmeans_seeds_on_every_item_above_the_coarse_threshold():
+    """RQ-KMeans' levels seed on all items (init_all), not on the coarse phase's sample; k-means on the same
+    data otherwise seeds on a sample."""
+    from semid.quantize.kmeans import seeding_plan
+    from semid.tokenizers.rqkmeans import RQKMeansConfig
+
+    cfg = RQKMeansConfig()
+    assert all(seeding_plan(100_000, 256, cfg.kmeans(lvl))[1] == 0 for lvl in range(3))
+    assert seeding_plan(100_000, 256, RQKMeansConfig(seed_all=False).kmeans(0))[1] > 0
 
 
 def test_fit_seeds_with_the_plan(monkeypatch):

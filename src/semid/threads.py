@@ -416,6 +416,6 @@ def runtime_record() -> dict:
         "small_op_threads_used": {str(k): v for k, v in sorted(_small["used"].items())},
         # training steps, k-means passes: how many ran at each thread count (whole_matrix())
         "whole_matrix_threads_used": {str(k): v for k, v in sorted(_whole["used"].items())},
-        # independent whole-matrix tasks (product-quantizer sub-spaces): blocks per "workers x threads each"
+        # independent tasks (product-quantizer sub-spaces, recommend batches): calls per "workers x threads each"
         "independent_tasks": dict(sorted(_whole["tasks"].items())),
     }

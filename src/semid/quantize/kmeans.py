@@ -64,6 +64,9 @@ class KMeansConfig:
     chunk_size: int = 0  # rows per distance block (memory O(chunk_size * K)); 0 = auto (2^21 / K rows)
     init_trials: int = 0  # k-means++ candidates per step, best kept; 0 = auto (seeding_plan), 1 = plain
     init_sample: int = 0  # k-means++ runs on at most init_sample * K random points; 0 = on all points
+    # k-means++ on every point even when the coarse phase runs (with 2 x (2 + ln K) candidates unless
+    # init_trials says otherwise): residual k-means' default, where a seeding sample cost 3.5% MSE
+    init_all: bool = False
     fit_sample: int = 32  # coarse phase: Lloyd on max(fit_sample * K, fit_min) random points first; 0 = off
     fit_min: int = 32768  # the coarse sample's minimum size; inputs not larger than the sample get the full fit
     refine_iter: int = 6  # after the coarse phase: at most this many Lloyd passes on all points
@@ -87,27 +90,36 @@ def default_init_trials(k: int) -> int:
 
 
 FULL_SEED_TRIALS_FACTOR = 4  # seeding on all points: this many times default_init_trials (module docstring)
+ALL_SEED_COARSE_TRIALS_FACTOR = 2  # init_all with the coarse phase: on N > fit_min points, 2x keeps it cheaper
 COARSE_SEED_POINTS = 16384  # coarse phase: k-means++ on max(16 K, this many) points unless init_sample is set
 
 
 def seeding_plan(n: int, k: int, config: KMeansConfig) -> tuple[int, int]:
     """(trials, sample) of the k-means++ seeding that ``KMeans(k, config=config).fit`` runs on n points.
 
-    sample: ``init_sample * k`` if set; else max(16 k, ``COARSE_SEED_POINTS``) when the coarse phase is on
-    (``coarse_size`` > 0), else 0 = all points.
+    sample: ``init_sample * k`` if set; else 0 = all points with ``init_all``; else max(16 k,
+    ``COARSE_SEED_POINTS``) when the coarse phase is on (``coarse_size`` > 0), else 0 = all points.
     trials: ``init_trials`` if set; else ``default_init_trials(k)`` when seeding on fewer than n points,
-    ``FULL_SEED_TRIALS_FACTOR`` times it on all of them.
+    ``FULL_SEED_TRIALS_FACTOR`` times it on all of them (``ALL_SEED_COARSE_TRIALS_FACTOR`` times with
+    ``init_all`` and the coarse phase on: the 100k-point residual case measured at 2x beat scikit-learn's
+    time and MSE).
     """
+    coarse = coarse_size(n, k, config.fit_sample, config.fit_min) > 0
     if config.init_sample:
         sample = config.init_sample * k
-    elif coarse_size(n, k, config.fit_sample, config.fit_min):
+    elif config.init_all:
+        sample = 0
+    elif coarse:
         sample = max(16 * k, COARSE_SEED_POINTS)
     else:
         sample = 0
     if config.init_trials:
         return config.init_trials, sample
     on_all = sample == 0 or sample >= n
-    return default_init_trials(k) * (FULL_SEED_TRIALS_FACTOR if on_all and k > 1 else 1), sample
+    if not on_all or k == 1:
+        return default_init_trials(k), sample
+    factor = ALL_SEED_COARSE_TRIALS_FACTOR if coarse and config.init_all else FULL_SEED_TRIALS_FACTOR
+    return default_init_trials(k) * factor, sample
 
 
 def pairwise_sq_dists(x: torch.Tensor, c: torch.Tensor, c_sq: torch.Tensor | None = None) -> torch.Tensor:

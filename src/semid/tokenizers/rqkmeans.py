@@ -47,6 +47,9 @@ class RQKMeansConfig:
     backend: str = "torch"  # k-means backend: torch | faiss | auto (see semid.quantize.kmeans)
     device: str = "cpu"  # torch k-means device: cpu | cuda | auto
     seed: int = 0  # level l's k-means++ is seeded with seed + 97 * l
+    # k-means++ on every item at every level, also above 32,768 items where k-means otherwise seeds on a
+    # sample (semid.quantize.kmeans): residuals are clustered, and the sample cost ~3.5% MSE at 100k items
+    seed_all: bool = True
 
     def __post_init__(self):
         if not self.n_codes or any(int(k) < 1 for k in self.n_codes):
@@ -55,7 +58,7 @@ class RQKMeansConfig:
     def kmeans(self, level: int) -> KMeansConfig:
         """The k-means settings of ``level`` (0-based)."""
         return KMeansConfig(n_iter=self.n_iter, tol=self.tol, seed=self.seed + 97 * level, backend=self.backend,
-                            device=self.device)
+                            device=self.device, init_all=self.seed_all)
 
 
 class RQKMeansTokenizer(BaseTokenizer):
