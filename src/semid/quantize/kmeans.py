@@ -13,7 +13,8 @@ Algorithm (torch backend):
    one GEMM against the candidates. On all points by default: on clustered data (residual k-means)
    seeding on a sample of 32 K points left a 3.5% higher final MSE. Seeding costs about as much as
    ``init_trials`` Lloyd passes (it reads x once per centroid); ``init_sample`` bounds it for large N, and in
-   the coarse phase below it runs on max(16 K, 16384) random points unless ``init_sample`` says otherwise.
+   the coarse phase below it runs on max(16 K, 16384) random points unless ``init_sample`` or ``init_all``
+   (residual k-means' default: on 100k clustered residuals the sample cost 3.5% MSE) says otherwise.
    How many candidates (``seeding_plan``): seeding on all points draws 4x scikit-learn's 2 + ln K. Lloyd
    cannot leave the basin the seeds put it in (run to convergence it kept the same MSE), and with 4x the
    candidates residual k-means 3 x 256 ended 1.7% lower in MSE on clustered data (mean of 4 seeds, below
