@@ -518,3 +518,16 @@ def test_serve_forever_freezes_the_startup_heap_out_of_full_collections(monkeypa
         gc.unfreeze()
     assert seen["frozen"] >= len(startup)
     assert not any(id(o) in seen["tracked"] for o in startup)  # frozen objects are outside every generation
+
+
+def test_decode_workers_setting():
+    from semid.serve.settings import resolve_decode_workers
+
+    assert resolve_decode_workers(ServeConfig(), cores=2) == 2  # one per core
+    assert resolve_decode_workers(ServeConfig(), cores=16) == 2  # at most 2
+    assert resolve_decode_workers(ServeConfig(), cores=1) == 1
+    assert resolve_decode_workers(ServeConfig(decode_workers=3), cores=1) == 3  # explicit wins
+    with pytest.raises(ConfigError, match="decode_workers"):
+        ServeConfig(decode_workers=-1)
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(lambda *a: None, lambda: np.ones(1, bool), CatalogLock(), workers=0)
