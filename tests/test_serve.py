@@ -88,7 +88,7 @@ def test_batched_requests_equal_one_at_a_time(gen_loaded):
 
     # max_batch = the number of jobs: the batch closes as soon as all are queued, the long wait only
     # guards against a loaded machine pausing the submitting thread
-    b = Batcher(decode, lambda: avail, threading.Lock(), max_batch=12, max_wait_ms=5000, on_batch=sizes.append)
+    b = Batcher(decode, lambda: avail, CatalogLock(), max_batch=12, max_wait_ms=5000, on_batch=sizes.append)
     rng = np.random.default_rng(1)
     hists = [rng.choice(N_ITEMS, int(rng.integers(0, 9)), replace=False) for _ in range(12)]
     ks = [3, 5, 8, 2, 8, 1, 4, 6, 7, 10, 10, 5]  # k=10 > model beam 8: its own group (beam 10)

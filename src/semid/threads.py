@@ -25,7 +25,7 @@ bitwise-repeatable run, and ``summary.json`` records the counts the steps ran at
 
 Independent tasks -- the sub-space fits of a product quantizer, the batches of one ``recommend`` call on
 CPU, the service's decode workers -- run side by side in worker threads of one intra-op thread each
-(``independent_tasks``, ``pinned``) rather than one after another on a team: with no barrier between them
+(``independent_tasks``, ``pin_this_thread``) rather than one after another on a team: with no barrier between them
 each worker runs whenever a core is free, so a competing process costs them a share of the cores, not a
 stall per op; their results do not depend on the worker count or the load.
 
@@ -70,6 +70,16 @@ _pin = threading.local()  # depth > 0: this thread is a pinned worker (pinned())
 
 def _pinned_here() -> bool:
     return getattr(_pin, "depth", 0) > 0
+
+
+def _count(table: dict, key) -> None:
+    """table[key] += 1 (the tallies runtime_record() reports; worker threads update them too)."""
+    with _tally_lock:
+        table[key] = table.get(key, 0) + 1
+
+
+def _in_order(fn: Callable, items: list) -> list:
+    return [fn(item) for item in items]
 
 
 def available_cores() -> int:
@@ -213,17 +223,14 @@ def small_ops() -> Iterator[int]:
 
     if _pinned_here():  # a pinned worker keeps the count it was given
         n = torch.get_num_threads()
-        with _tally_lock:
-            used = _small["used"]
-            used[n] = used.get(n, 0) + 1
+        _count(_small["used"], n)  # type: ignore[arg-type]
         yield n
         return
     n, source = small_op_threads()
     prev = torch.get_num_threads()
     if n != prev:
         torch.set_num_threads(n)
-    used = _small["used"]
-    used[n] = used.get(n, 0) + 1
+    _count(_small["used"], n)  # type: ignore[arg-type]
     _small["source"] = source
     try:
         yield n
@@ -257,8 +264,7 @@ def whole_matrix(
 
         def tally() -> int:
             n = torch.get_num_threads()
-            with _tally_lock:
-                used[n] = used.get(n, 0) + 1
+            _count(used, n)
             return n
 
         yield tally
@@ -283,8 +289,7 @@ def whole_matrix(
                 if want != torch.get_num_threads():
                     torch.set_num_threads(want)
         n = torch.get_num_threads()
-        with _tally_lock:
-            used[n] = used.get(n, 0) + 1
+        _count(used, n)
         return n
 
     try:
@@ -321,7 +326,7 @@ def independent_tasks(n_tasks: int, *, small_ops: bool = False) -> Iterator[Call
     import torch
 
     if _pinned_here():
-        yield lambda fn, items: [fn(item) for item in items]
+        yield _in_order
         return
     prev = torch.get_num_threads()
     explicit = explicit_threads()[0]
@@ -333,12 +338,9 @@ def independent_tasks(n_tasks: int, *, small_ops: bool = False) -> Iterator[Call
     else:
         budget = caps[0] if caps else prev
     workers, per_worker = task_plan(n_tasks, budget)
-    key = f"{workers}x{per_worker}"
-    with _tally_lock:
-        tasks: dict = _whole["tasks"]  # type: ignore[assignment]
-        tasks[key] = tasks.get(key, 0) + 1
+    _count(_whole["tasks"], f"{workers}x{per_worker}")  # type: ignore[arg-type]
     if workers == 1:
-        yield lambda fn, items: [fn(item) for item in items]
+        yield _in_order
         return
     from concurrent.futures import ThreadPoolExecutor
 

@@ -1,9 +1,10 @@
 """Cross-request batching: concurrent requests are decoded together in one batched (constrained) search.
 
 ``workers`` decode threads share the model (inference only: every call keeps its own beam state). Each
-takes the first waiting request, waits up to ``max_wait_ms`` for up to ``max_batch - 1`` more, groups them by beam width (a request's beam is ``max(model beam, k)``, so
-requests with k <= the model's beam share one group) and makes one ``recommend`` call per group with the
-group's largest k; each request keeps its first k. Beam search treats the rows of a batch independently
+takes the first waiting request, waits up to ``max_wait_ms`` for up to ``max_batch - 1`` more, groups them
+by beam width (a request's beam is ``max(model beam, k)``, so requests with k <= the model's beam share one
+group) and makes one ``recommend`` call per group with the group's largest k; each request keeps its
+first k. Beam search treats the rows of a batch independently
 and left padding does not change a prediction, so every request gets what it would get alone (test).
 Item masks are built at decode time from the live catalog's availability, so a retired item is never
 returned by a request that was queued before it was retired: decodes hold the catalog lock shared,
@@ -108,7 +109,7 @@ class Batcher:
         self,
         decode: DecodeFn,
         available: Callable[[], np.ndarray],
-        lock: CatalogLock | threading.Lock,
+        lock: CatalogLock,
         *,
         max_batch: int = 32,
         max_wait_ms: float = 5.0,
@@ -184,8 +185,7 @@ class Batcher:
 
     def _decode(self, jobs: list[Job], beam: int | None) -> None:
         try:
-            # catalog edits wait for the decodes in flight, and vice versa
-            with self.lock.shared() if isinstance(self.lock, CatalogLock) else self.lock:
+            with self.lock.shared():  # catalog edits wait for the decodes in flight, and vice versa
                 mask = job_mask(jobs, self.available())
                 k = max(j.k for j in jobs)
                 items, scores = self.decode([j.history for j in jobs], k, beam, mask)
