@@ -114,6 +114,8 @@ def test_pipeline_model_and_yes_presets(fixtures, tmp_path):
     from semid.encoders.feature_spec import coerce_features
 
     assert fus.tokenizer.pq.K == 64 and fus.tokenizer.pq.n_sub == 4
+    assert fus.tokenizer.loss.alpha == 10.0  # the IDs the RESULTS rows were measured with
+    assert resolve("yes-fusid-gpt2-no-tags").tokenizer.loss.alpha == 10.0  # ablations change one thing
     assert fus.features == coerce_features(("meta=text:title,artist",))  # typed feature specs
     assert all(n in PRESETS for n in names)
 

@@ -314,3 +314,36 @@ def test_pinned_holds_the_count_on_every_path_and_restores(monkeypatch):
             assert n == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_pinned_worker_keeps_its_count_when_its_starter_sets_another_before_its_first_op():
+    """torch reads a new thread's count at its first parallel op from the last count any thread set: a
+    worker that pinned itself, then waited while its starter restored 2 (the service's decoders), must still
+    run at 1, or every GEMM of its decode forks a two-thread team."""
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    pinned, go, seen = threading.Event(), threading.Event(), []
+
+    def worker():
+        threads.pin_this_thread(1)
+        pinned.set()
+        go.wait(10)
+        x = torch.randn(64, 64)
+        torch.softmax(x @ x, dim=-1)  # parallel ops: where torch would read the count lazily
+        seen.append(torch.get_num_threads())
+
+    t = threading.Thread(target=worker)
+    try:
+        t.start()
+        assert pinned.wait(10)
+        torch.set_num_threads(2)  # the starter restores its own count
+        go.set()
+        t.join(10)
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

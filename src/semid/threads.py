@@ -356,10 +356,17 @@ def pin_this_thread(n: int) -> None:
     """Make the calling (worker) thread run at exactly ``n`` intra-op threads for the rest of its life: its
     ``whole_matrix()`` and ``small_ops()`` blocks keep that count instead of following the load. torch's
     OpenMP count is per thread (the calling thread's ICV; new threads start from the last count set), so
-    this does not change the count of the thread that started the worker."""
+    this does not change the count of the thread that started the worker.
+
+    torch reads a thread's count lazily, at its first parallel op, from the last count any thread set: a
+    worker that pinned itself and then waited (a service's decoders before their first request) would take
+    the count its starter restored meanwhile, and its GEMMs would fork two-thread teams on a core budget of
+    one. ``get_num_threads()`` runs that lazy read now, while the count just set is the last one."""
     import torch
 
     torch.set_num_threads(n)
+    if torch.get_num_threads() != n:  # another thread set a count between the two calls: set it again
+        torch.set_num_threads(n)
     _pin.depth = getattr(_pin, "depth", 0) + 1
 
 
