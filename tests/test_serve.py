@@ -400,8 +400,12 @@ def test_metrics_and_access_log(gen_loaded, runs, caplog):
     assert 'semid_batch_size_bucket{le="1"} 1' in text and "semid_catalog_version 0" in text
 
 
-def test_stalled_headers_and_bodies_are_closed_by_the_real_server():
-    """uvicorn with our protocol: a client that never finishes its headers is disconnected (slow-loris)."""
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_stalled_headers_and_bodies_are_closed_by_the_real_server(parser):
+    """uvicorn with our protocol, on either HTTP parser: a client that never finishes its headers is
+    disconnected (slow-loris); keep-alive requests that finish theirs are served."""
+    if parser == "httptools":
+        pytest.importorskip("httptools")
     import socket
     import time
 
@@ -419,7 +423,7 @@ def test_stalled_headers_and_bodies_are_closed_by_the_real_server():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(BodyLimit(app, max_bytes=100, timeout_s=0.5), log_level="error",
-                                           http=header_timeout_protocol(0.5), timeout_keep_alive=5))
+                                           http=header_timeout_protocol(0.5, parser), timeout_keep_alive=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -439,10 +443,18 @@ def test_stalled_headers_and_bodies_are_closed_by_the_real_server():
                 chunk = ok.recv(100)
                 got += chunk
             assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok")
+        ok.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)  # pipelined: both answered, in order
+        got, chunk = b"", b"-"
+        while chunk and got.count(b"ok") < 2:
+            chunk = ok.recv(200)
+            got += chunk
+        assert got.count(b"HTTP/1.1 200") == 2
         t0 = time.perf_counter()
         assert heads.recv(100) == b""  # closed by the server
         assert body.recv(100).startswith(b"HTTP/1.1 408")
         assert time.perf_counter() - t0 < 4
+        assert header_timeout_protocol(0.5, parser).__name__ == {"h11": "HeaderTimeoutH11",
+                                                                 "httptools": "HeaderTimeoutHttpTools"}[parser]
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -1,9 +1,13 @@
 """Running the service under uvicorn, with a header timeout uvicorn itself lacks.
 
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but waits forever for a request whose
-headers never finish (slow-loris). ``HeaderTimeoutH11`` arms a timer when a connection opens and after
+headers never finish (slow-loris). The protocol classes here arm a timer when a connection opens and after
 every response, cancelled as soon as a request's headers are complete; when it fires while the client is
 still sending headers, the connection is closed. Slow *bodies* are cut by ``limits.BodyLimit`` (408).
+
+Two HTTP parsers, one behaviour: httptools (C, llhttp) when it is installed, as ``semid[serve]`` installs
+it, else h11 (pure Python). httptools took the HTTP path of a ``/recommend`` from 0.64 to 0.39-0.46 ms of
+server CPU per request (decoding stubbed out; benchmarks/RESULTS.md), which on a 2-core host is throughput.
 """
 
 from __future__ import annotations
@@ -12,14 +16,73 @@ import asyncio
 import gc
 import logging
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from semid.serve.settings import ServeConfig
 
 
-def header_timeout_protocol(seconds: float) -> type:
-    """An H11Protocol subclass that closes connections whose request headers take over ``seconds``."""
+def header_timeout_protocol(seconds: float, parser: str = "auto") -> type:
+    """A uvicorn protocol class that closes connections whose request headers take over ``seconds``;
+    ``parser``: "httptools", "h11" or "auto" (httptools if importable)."""
+    if parser == "auto":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            parser = "h11"
+        else:
+            parser = "httptools"
+    if parser == "httptools":
+        return _httptools_protocol(seconds)
+    if parser != "h11":
+        raise ValueError(f"parser must be 'httptools', 'h11' or 'auto', got {parser!r}")
+    return _h11_protocol(seconds)
+
+
+def _httptools_protocol(seconds: float) -> type:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutHttpTools(HttpToolsProtocol):
+        header_timeout = seconds
+        _header_timer: asyncio.TimerHandle | None = None
+        _awaiting_headers = False  # True from a connection's start / a response's end to the next headers
+
+        def _arm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._awaiting_headers = True
+            self._header_timer = self.loop.call_later(self.header_timeout, self._expire)
+
+        def _expire(self) -> None:
+            self._header_timer = None
+            if self._awaiting_headers and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._awaiting_headers = False  # the body has its own limit
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            pipelined = bool(self.pipeline)  # a queued request already has its headers
+            super().on_response_complete()
+            if not pipelined and not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutHttpTools
+
+
+def _h11_protocol(seconds: float) -> type:
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeaderTimeoutH11(H11Protocol):
         header_timeout = seconds
@@ -85,5 +148,7 @@ def serve_forever(app, *, host: str, port: int, config: ServeConfig, max_connect
         logger.setLevel(logging.INFO)
     logging.getLogger("semid.serve").info("froze %d startup objects out of the GC's full collections",
                                           freeze_startup_heap())
+    protocol = header_timeout_protocol(config.body_timeout_s)
+    logging.getLogger("semid.serve").info("HTTP parser: %s", protocol.__name__)
     uvicorn.run(app, host=host, port=port, access_log=False, timeout_keep_alive=5,
-                limit_concurrency=max_connections, http=header_timeout_protocol(config.body_timeout_s))
+                limit_concurrency=max_connections, http=protocol)
