@@ -36,46 +36,60 @@ def header_timeout_protocol(seconds: float, parser: str = "auto") -> type:
     return _h11_protocol(seconds)
 
 
+class _HeaderTimer:
+    """Mixin for a uvicorn protocol: a timer armed when a connection opens and after each response; when it
+    fires while the client is still sending a request line + headers (``_in_headers``), the connection closes."""
+
+    header_timeout: float
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _in_headers(self) -> bool:
+        raise NotImplementedError
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _expire(self) -> None:
+        self._header_timer = None
+        if self._in_headers() and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
 def _httptools_protocol(seconds: float) -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HeaderTimeoutHttpTools(HttpToolsProtocol):
+    class HeaderTimeoutHttpTools(_HeaderTimer, HttpToolsProtocol):
         header_timeout = seconds
-        _header_timer: asyncio.TimerHandle | None = None
-        _awaiting_headers = False  # True from a connection's start / a response's end to the next headers
+        _awaiting_headers = True  # from a connection's start / a response's end to the next request's headers
 
-        def _arm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._awaiting_headers = True
-            self._header_timer = self.loop.call_later(self.header_timeout, self._expire)
-
-        def _expire(self) -> None:
-            self._header_timer = None
-            if self._awaiting_headers and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
+        def _in_headers(self) -> bool:
+            return self._awaiting_headers
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False  # the body has its own limit
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._disarm()
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             pipelined = bool(self.pipeline)  # a queued request already has its headers
             super().on_response_complete()
             if not pipelined and not self.transport.is_closing():
+                self._awaiting_headers = True
                 self._arm()
-
-        def connection_lost(self, exc) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            super().connection_lost(exc)
 
     return HeaderTimeoutHttpTools
 
@@ -84,39 +98,21 @@ def _h11_protocol(seconds: float) -> type:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderTimeoutH11(H11Protocol):
+    class HeaderTimeoutH11(_HeaderTimer, H11Protocol):
         header_timeout = seconds
-        _header_timer: asyncio.TimerHandle | None = None
 
-        def _arm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            self._header_timer = self.loop.call_later(self.header_timeout, self._expire)
-
-        def _expire(self) -> None:
-            self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()  # still no complete request line + headers
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
+        def _in_headers(self) -> bool:
+            return self.conn.their_state is h11.IDLE  # no complete request line + headers yet
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.conn.their_state is not h11.IDLE and self._header_timer is not None:
-                self._header_timer.cancel()  # headers complete: the body has its own limit
-                self._header_timer = None
+            if not self._in_headers():
+                self._disarm()  # headers complete: the body has its own limit
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self.conn.their_state is h11.IDLE:
+            if self._in_headers():
                 self._arm()
-
-        def connection_lost(self, exc) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-            super().connection_lost(exc)
 
     return HeaderTimeoutH11
 
