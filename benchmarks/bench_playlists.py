@@ -9,6 +9,8 @@ tags, their IDs' conflict rate and their own Recall@10 beside tagged songs (``se
     python benchmarks/bench_playlists.py                       # main rows, 3 seeds, preset budgets
     python benchmarks/bench_playlists.py --rows all            # + TIGER, LETTER and every FusID ablation
     python benchmarks/bench_playlists.py --seeds 0 --budget cpu-small   # one seed, a few CPU minutes a row
+    python benchmarks/bench_playlists.py --rows yes-sasrec,yes-fusid-gpt2-alpha0 \
+        --set yes-fusid-gpt2-alpha0:train.epochs=12 --reuse            # one row's budget; keep finished runs
 
 Nothing is selected on test: GPT-2 / SASRec keep their best validation epoch.
 """
@@ -67,23 +69,55 @@ def budget_overrides(budget: str, preset: str) -> dict:
     return out
 
 
+def set_overrides(items: list[str], preset: str) -> dict:
+    """``--set`` items for one row: ``key=value`` applies to every row, ``PRESET:key=value`` to that row only
+    (split at the first ``=``, so values may hold ``:`` and ``=``)."""
+    out: dict = {}
+    for kv in items:
+        if "=" not in kv:
+            raise SystemExit(f"--set {kv!r}: expected key=value or PRESET:key=value")
+        k, v = kv.split("=", 1)
+        only, _, key = k.rpartition(":")
+        if not only or only == preset:
+            out[key] = v
+    return out
+
+
+def finished_run(cfg, run_dir: Path) -> dict | None:
+    """The stored results (summary.json) of a finished run of exactly ``cfg`` in ``run_dir``, else None: the
+    saved resolved config must equal ``cfg``'s, so a reused row is the run this invocation would make."""
+    from semid.config import differences
+    from semid.encoders.feature_spec import upgrade_features
+    from semid.io import read_json
+    from semid.pipeline.runner import stored_config
+
+    summary, conf = run_dir / "summary.json", run_dir / "config.json"
+    if not (summary.is_file() and conf.is_file()):
+        return None
+    if differences(upgrade_features(read_json(conf)), stored_config(cfg)):
+        return None
+    return read_json(summary)
+
+
 def run_one(preset: str, seed: int, args) -> dict:
-    """One preset x seed: the pipeline run, then the untagged-song analysis on its test split."""
+    """One preset x seed: the pipeline run (or, with ``--reuse``, a finished run of the same resolved config),
+    then the untagged-song analysis on its test split."""
     from semid.eval.by_group import group_report, rank_topk
     from semid.pipeline.presets import resolve
     from semid.pipeline.restore import load_run
     from semid.pipeline.runner import run
 
     ov = {"data.dataset": str(args.dataset), "seed": seed, "train.progress": False,
-          **budget_overrides(args.budget, preset)}
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        ov[k] = v
+          **budget_overrides(args.budget, preset), **set_overrides(args.set, preset)}
     cfg = resolve(preset, ov)
     run_dir = Path(args.run_root) / f"{preset}-s{seed}"
     t0 = time.perf_counter()
-    out = run(cfg, run_dir, overwrite=True)
-    row = {"preset": preset, "seed": seed, "seconds": time.perf_counter() - t0,
+    out = finished_run(cfg, run_dir) if args.reuse else None
+    reused = out is not None
+    if out is None:
+        out = run(cfg, run_dir, overwrite=True)
+    seconds = out.get("total_seconds", float("nan")) if reused else time.perf_counter() - t0
+    row = {"preset": preset, "seed": seed, "seconds": seconds, "reused": reused, "run_dir": str(run_dir),
            "test": {k: out["test"][k] for k in (*METRICS, "n_eval_users")}}
     rep = out.get("tokenizer")
     if rep:
@@ -135,13 +169,42 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_vs_sasrec(rows: list[dict], metrics=("MRR", "Recall@10")) -> str:
+    """Each row against SASRec on the same seed's split: per-user paired differences (``semid compare``'s
+    paired t-test), per seed and pooled over seeds (each seed's differences are paired within its split)."""
+    from semid.eval.compare import compare_runs, load_per_user, paired_diff
+
+    sas = {r["seed"]: r for r in rows if r["preset"] == "yes-sasrec"}
+    lines = ["| row - SASRec | seeds | " + " | ".join(f"{m} diff [95% CI], p" for m in metrics) + " |",
+             "|---|---|" + "---|" * len(metrics)]
+    for preset in dict.fromkeys(r["preset"] for r in rows if r["preset"] != "yes-sasrec"):
+        pairs = [(sas[r["seed"]], r) for r in rows if r["preset"] == preset and r["seed"] in sas]
+        if not pairs:
+            continue
+        per = [compare_runs([load_per_user(a["run_dir"]), load_per_user(b["run_dir"])], metrics)[0][2]
+               for a, b in pairs]
+        cells = []
+        for j, m in enumerate(metrics):
+            a = np.concatenate([load_per_user(x["run_dir"]).metrics[m] for x, _ in pairs])
+            b = np.concatenate([load_per_user(y["run_dir"]).metrics[m] for _, y in pairs])
+            d = paired_diff(m, a, b, n_boot=2000)
+            seeds = ", ".join(f"s{x['seed']} {p[j].diff:+.4f} (p {p[j].t_p:.2g})"
+                              for (x, _), p in zip(pairs, per, strict=True))
+            cells.append(f"{d.diff:+.4f} [{d.t_low:+.4f}, {d.t_high:+.4f}], p {d.t_p:.2g}; {seeds}")
+        lines.append(f"| {preset} | {len(pairs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=DATA, help="a folder in the yes-playlists layout")
     ap.add_argument("--rows", default="main", help="main | all | comma-separated preset names")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (each draws its own held-out set)")
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="preset")
-    ap.add_argument("--set", action="append", default=[], help="extra dotted override for every row, k=v")
+    ap.add_argument("--set", action="append", default=[],
+                    help="extra dotted override, k=v for every row or PRESET:k=v for one row")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep a row's finished run when its saved config equals the one to run (else rerun)")
     ap.add_argument("--run-root", default=str(REPO / "runs" / "bench_playlists"))
     # One thread: on a shared, oversubscribed CPU two OpenMP threads per process ran FusID's fusion steps ~6x
     # slower than one (threads spin waiting for a core).
@@ -168,13 +231,18 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(r)
             print(f"{preset} seed {seed}: " + "  ".join(f"{m}={r['test'][m]:.4f}" for m in METRICS)
                   + (f"  ids={r['ids']}" if "ids" in r else "") + (f"  untagged={r['untagged']}" if "untagged" in r
-                                                                    else "") + f"  ({r['seconds']:.0f}s)", flush=True)
+                                                                    else "")
+                  + f"  ({r['seconds']:.0f}s{', reused' if r['reused'] else ''})", flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps(rows, indent=1))
     print()
     print(f"yes-playlists continuation, test split, full ranking over {args.dataset.name}; seeds {seeds}; "
           f"budget {args.budget}; {args.threads} torch threads")
     print(table(rows))
+    if any(r["preset"] == "yes-sasrec" for r in rows) and len({r["preset"] for r in rows}) > 1:
+        print()
+        print("paired per-user differences against SASRec on the same split (pooled: every seed's users)")
+        print(paired_vs_sasrec(rows))
 
 
 if __name__ == "__main__":

@@ -201,6 +201,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--max-gap-ms", type=float, default=None, help="the server's --max-gap-ms (default: none)")
     ap.add_argument("--decode-workers", type=int, default=0,
                     help="the server's decode threads (`semid serve --decode-workers`; 0 = its default)")
     ap.add_argument("--threads", default="auto", help="auto (semid's policy, what `semid serve` does) or a torch "
@@ -244,6 +245,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "semid.cli.main", "serve", str(run_dir), "--host", HOST, "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--no-access-log",
            "--decode-workers", str(args.decode_workers)]
+    if args.max_gap_ms is not None:
+        cmd += ["--max-gap-ms", str(args.max_gap_ms)]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.perf_counter() + 120
@@ -311,7 +314,7 @@ def main() -> None:
               f"p99 / p50 {tail:.1f} (<= 3: {'met' if tail <= 3 else 'MISSED'}); "
               f"errors {r['errors']} (0: {'met' if r['errors'] == 0 else 'MISSED'})")
     print(f"model: GPT-2 {args.n_layer}x{args.n_embd}, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
-          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, decode workers "
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, max_gap {args.max_gap_ms} ms, decode workers "
           f"{args.decode_workers or 'default'}; {args.seconds:g} s per level")
 
 

@@ -140,6 +140,50 @@ def test_two_decode_workers_run_side_by_side_and_equal_one_at_a_time(gen_loaded)
         assert items.tolist() == model.recommend([h], 5, exclude=[h])[0][0].tolist()
 
 
+def _stub_decode(sizes):
+    def decode(h, k, beam, mask):
+        sizes.append(len(h))
+        return np.zeros((len(h), k), np.int64), np.zeros((len(h), k), np.float32)
+    return decode
+
+
+def test_max_gap_closes_a_batch_once_requests_stop_arriving():
+    """With max_gap_ms, requests arriving within the gap of each other join one batch, and the batch is decoded
+    once the gap passes with no arrival, long before max_wait_ms (which alone would hold it 60 s)."""
+    import time
+
+    sizes: list[int] = []
+    b = Batcher(_stub_decode(sizes), lambda: np.ones(4, bool), CatalogLock(), max_batch=32, max_wait_ms=60_000,
+                max_gap_ms=1_000)
+    try:
+        t0 = time.perf_counter()
+        futs = []
+        for _ in range(4):  # 4 arrivals 50 ms apart, each well within the 1 s gap of the one before
+            futs.append(b.submit(Job(history=np.array([1]), k=2, beam=None, exclude=np.zeros(0, np.int64))))
+            time.sleep(0.05)
+        for f in futs:
+            f.result(timeout=30)
+        assert time.perf_counter() - t0 < 30  # closed by the gap, not by the 60 s deadline
+        assert sizes == [4]
+    finally:
+        b.close()
+
+
+def test_without_max_gap_a_batch_waits_to_its_deadline():
+    import time
+
+    sizes: list[int] = []
+    b = Batcher(_stub_decode(sizes), lambda: np.ones(4, bool), CatalogLock(), max_batch=32, max_wait_ms=300)
+    try:
+        t0 = time.perf_counter()
+        b.submit(Job(history=np.array([1]), k=2, beam=None, exclude=np.zeros(0, np.int64))).result(timeout=30)
+        assert time.perf_counter() - t0 >= 0.3 and sizes == [1]
+    finally:
+        b.close()
+    with pytest.raises(ConfigError, match="max_gap_ms"):
+        ServeConfig(max_gap_ms=float("nan"))
+
+
 def test_catalog_lock_edits_wait_for_decodes_and_hold_new_ones_back():
     lock, log = CatalogLock(), []
     in_read, release = threading.Event(), threading.Event()

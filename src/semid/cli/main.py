@@ -227,6 +227,8 @@ def serve(
                                 "mandatory when --host is not loopback"),
     max_batch: int = typer.Option(32, help="requests decoded together in one batched beam search"),
     max_wait_ms: float = typer.Option(5.0, help="how long a batch waits for more requests"),
+    max_gap_ms: float = typer.Option(None, help="stop waiting for more requests once none has arrived for this "
+                                     "long (default: wait the full --max-wait-ms)"),
     decode_workers: int = typer.Option(0, help="decode threads, each at one intra-op thread; 0 = one per core, "
                                        "at most 2"),
     max_body_bytes: int = typer.Option(1 << 20, help="larger request bodies get 413"),
@@ -248,7 +250,8 @@ def serve(
     try:
         key = resolve_api_key(api_key)
         check_bind(host, key)
-        cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, decode_workers=decode_workers,
+        cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_gap_ms=max_gap_ms,
+                          decode_workers=decode_workers,
                           max_body_bytes=max_body_bytes,
                           body_timeout_s=body_timeout, request_timeout_s=request_timeout, api_key=key)
         app_ = create_app(run_dir, device=device, config=cfg)

@@ -120,7 +120,7 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
             return recommend_masked(model, histories, k, mask, **({} if beam is None else {"beam": beam}))
 
     batcher = Batcher(decode, lambda: catalog.available, lock, max_batch=config.max_batch,
-                      max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, on_batch=metrics.record_batch,
+                      max_wait_ms=config.max_wait_ms, max_gap_ms=config.max_gap_ms, max_queue=config.max_queue, on_batch=metrics.record_batch,
                       workers=resolve_decode_workers(config))
 
     def gauges() -> None:
@@ -188,7 +188,7 @@ def create_app(run_dir, *, device: str = "cpu", config: ServeConfig | None = Non
         return {"status": "ok", "model": loaded.config.name, "dataset": loaded.dataset.name,
                 "n_items": catalog.n_items, "n_available": int(catalog.available.sum()),
                 "catalog_version": catalog.version, "window": window,
-                "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms,
+                "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms, "max_gap_ms": config.max_gap_ms,
                 "decode_workers": len(batcher.threads)}
 
     @app.post("/recommend")

@@ -1,7 +1,9 @@
 """Cross-request batching: concurrent requests are decoded together in one batched (constrained) search.
 
 ``workers`` decode threads share the model (inference only: every call keeps its own beam state). Each
-takes the first waiting request, waits up to ``max_wait_ms`` for up to ``max_batch - 1`` more, groups them
+takes the first waiting request, waits up to ``max_wait_ms`` for up to ``max_batch - 1`` more (and, with
+``max_gap_ms``, stops waiting as soon as no request has arrived for that long: a burst that has ended is
+decoded at once instead of idling to the deadline), groups them
 by beam width (a request's beam is ``max(model beam, k)``, so requests with k <= the model's beam share one
 group) and makes one ``recommend`` call per group with the group's largest k; each request keeps its
 first k. Beam search treats the rows of a batch independently
@@ -113,6 +115,7 @@ class Batcher:
         *,
         max_batch: int = 32,
         max_wait_ms: float = 5.0,
+        max_gap_ms: float | None = None,
         max_queue: int = 1024,
         on_batch: Callable[[int], None] | None = None,
         workers: int = 1,
@@ -123,6 +126,7 @@ class Batcher:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.decode, self.available, self.lock = decode, available, lock
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
+        self.max_gap = None if max_gap_ms is None else max_gap_ms / 1e3
         self.on_batch = on_batch
         self.queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._started = threading.Barrier(workers + 1)
@@ -153,6 +157,8 @@ class Batcher:
         deadline = time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch:
             left = deadline - time.perf_counter()
+            if self.max_gap is not None:  # measured from the last arrival: each request restarts the gap
+                left = min(left, self.max_gap)
             try:
                 job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
             except queue.Empty:

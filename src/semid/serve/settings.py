@@ -16,6 +16,8 @@ class ServeConfig:
 
     max_batch: int = 32  # requests decoded together in one batched beam search
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others to join
+    # with a value: stop waiting once no request has arrived for this long (None: wait to max_wait_ms)
+    max_gap_ms: float | None = None
     # decode threads, each at one intra-op thread (semid.serve.batcher); 0 = one per core, at most 2
     decode_workers: int = 0
     max_queue: int = 1024  # requests waiting for the decoder before new ones get 503
@@ -38,6 +40,8 @@ class ServeConfig:
             v = getattr(self, name)
             if not v >= 0:  # also rejects NaN
                 raise ConfigError(f"serve.{name} must be >= 0, got {v}")
+        if self.max_gap_ms is not None and not self.max_gap_ms >= 0:
+            raise ConfigError(f"serve.max_gap_ms must be >= 0 or None, got {self.max_gap_ms}")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("serve.api_key must be at least 8 characters")
 
