@@ -78,25 +78,34 @@ def set_overrides(items: list[str], preset: str) -> dict:
             raise SystemExit(f"--set {kv!r}: expected key=value or PRESET:key=value")
         k, v = kv.split("=", 1)
         only, _, key = k.rpartition(":")
+        if key in ("seed", "data.dataset"):
+            raise SystemExit(f"--set {kv!r}: {key} is set by --seeds / --dataset (each row x seed has its own run)")
         if not only or only == preset:
             out[key] = v
     return out
 
 
-def finished_run(cfg, run_dir: Path) -> dict | None:
-    """The stored results (summary.json) of a finished run of exactly ``cfg`` in ``run_dir``, else None: the
-    saved resolved config must equal ``cfg``'s, so a reused row is the run this invocation would make."""
+def finished_run(cfg, run_dir: Path, threads: int) -> dict | None:
+    """The stored results (summary.json) of a finished run of exactly ``cfg`` in ``run_dir``, else None: the run
+    wrote its manifest (its last step), its saved resolved config equals ``cfg``'s, and it ran with the same semid
+    version and torch thread count (the count changes float reduction order, hence IDs and figures), so a reused
+    row is the run this invocation would make. A change to the dataset's files under the same path goes unseen."""
+    import semid
     from semid.config import differences
     from semid.encoders.feature_spec import upgrade_features
     from semid.io import read_json
     from semid.pipeline.runner import stored_config
 
     summary, conf = run_dir / "summary.json", run_dir / "config.json"
-    if not (summary.is_file() and conf.is_file()):
+    if not (summary.is_file() and conf.is_file() and (run_dir / "manifest.json").is_file()):
         return None
     if differences(upgrade_features(read_json(conf)), stored_config(cfg)):
         return None
-    return read_json(summary)
+    out = read_json(summary)
+    env = out.get("environment", {})
+    if env.get("semid") != semid.__version__ or env.get("torch_threads") != threads:
+        return None
+    return out
 
 
 def run_one(preset: str, seed: int, args) -> dict:
@@ -112,7 +121,7 @@ def run_one(preset: str, seed: int, args) -> dict:
     cfg = resolve(preset, ov)
     run_dir = Path(args.run_root) / f"{preset}-s{seed}"
     t0 = time.perf_counter()
-    out = finished_run(cfg, run_dir) if args.reuse else None
+    out = finished_run(cfg, run_dir, args.threads) if args.reuse else None
     reused = out is not None
     if out is None:
         out = run(cfg, run_dir, overwrite=True)
@@ -169,28 +178,55 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_level_t(diffs: list[float]) -> tuple[float, float, float]:
+    """(mean, 95% CI half-width, two-sided p) of a one-sample t-test over per-seed mean differences."""
+    from semid.eval.compare import mean_ci, t_sf2
+
+    ci = mean_ci(diffs)
+    se = float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
+    p = t_sf2(ci.mean / se, len(diffs) - 1) if se > 0 else (1.0 if ci.mean == 0 else 0.0)
+    return ci.mean, ci.half_width, p
+
+
 def paired_vs_sasrec(rows: list[dict], metrics=("MRR", "Recall@10")) -> str:
-    """Each row against SASRec on the same seed's split: per-user paired differences (``semid compare``'s
-    paired t-test), per seed and pooled over seeds (each seed's differences are paired within its split)."""
-    from semid.eval.compare import compare_runs, load_per_user, paired_diff
+    """Each row against SASRec on the same seed's split: per-user paired differences (``semid compare``'s paired
+    t-test) per seed, pooled over seeds, and a seed-level t-test over the per-seed mean differences.
+
+    The pooled test treats every seed's users as independent and ignores training variance between seeds: it
+    answers "these trained models on these users". The seed-level test (n seeds, n - 1 degrees of freedom)
+    answers "this method vs SASRec under retraining", with far less power at 3 seeds."""
+    from semid.errors import SemidError
+    from semid.eval.compare import compare_runs, load_per_user, paired_t
 
     sas = {r["seed"]: r for r in rows if r["preset"] == "yes-sasrec"}
-    lines = ["| row - SASRec | seeds | " + " | ".join(f"{m} diff [95% CI], p" for m in metrics) + " |",
+    lines = ["| row - SASRec | seeds | " + " | ".join(f"{m}: pooled diff [95% CI], p; seed-level p; per seed"
+                                                   for m in metrics) + " |",
              "|---|---|" + "---|" * len(metrics)]
     for preset in dict.fromkeys(r["preset"] for r in rows if r["preset"] != "yes-sasrec"):
         pairs = [(sas[r["seed"]], r) for r in rows if r["preset"] == preset and r["seed"] in sas]
         if not pairs:
             continue
-        per = [compare_runs([load_per_user(a["run_dir"]), load_per_user(b["run_dir"])], metrics)[0][2]
-               for a, b in pairs]
+        try:
+            users = [(load_per_user(a["run_dir"]), load_per_user(b["run_dir"])) for a, b in pairs]
+            # compare_runs refuses pairs evaluated on other users or histories; its bootstrap is not printed
+            per = [compare_runs([a, b], metrics, n_boot=1)[0][2] for a, b in users]
+        except SemidError as e:
+            lines.append(f"| {preset} | {len(pairs)} | not paired: {e} |")
+            continue
         cells = []
         for j, m in enumerate(metrics):
-            a = np.concatenate([load_per_user(x["run_dir"]).metrics[m] for x, _ in pairs])
-            b = np.concatenate([load_per_user(y["run_dir"]).metrics[m] for _, y in pairs])
-            d = paired_diff(m, a, b, n_boot=2000)
-            seeds = ", ".join(f"s{x['seed']} {p[j].diff:+.4f} (p {p[j].t_p:.2g})"
-                              for (x, _), p in zip(pairs, per, strict=True))
-            cells.append(f"{d.diff:+.4f} [{d.t_low:+.4f}, {d.t_high:+.4f}], p {d.t_p:.2g}; {seeds}")
+            a = np.concatenate([x.metrics[m] for x, _ in users])
+            b = np.concatenate([y.metrics[m] for _, y in users])
+            d, lo, hi, p = paired_t(a, b)
+            seed_diffs = [q[j].diff for q in per]
+            if len(seed_diffs) > 1:
+                sm, half, sp = seed_level_t(seed_diffs)
+                seed_level = f"seed-level {sm:+.4f} ± {half:.4f}, p {sp:.2g}"
+            else:
+                seed_level = "seed-level: one seed"
+            seeds = ", ".join(f"s{x['seed']} {q[j].diff:+.4f} (p {q[j].t_p:.2g})"
+                              for (x, _), q in zip(pairs, per, strict=True))
+            cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}], p {p:.2g}; {seed_level}; {seeds}")
         lines.append(f"| {preset} | {len(pairs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -224,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     if "yes-sasrec" not in presets:
         print("note: yes-sasrec is not among the rows, so no ratio to SASRec is printed", flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
+    unknown = sorted({kv.split("=", 1)[0].rpartition(":")[0] for kv in args.set} - {""} - set(presets))
+    if unknown:
+        sys.exit(f"--set names rows that are not among --rows: {', '.join(unknown)} (rows: {', '.join(presets)})")
     rows = []
     for seed in seeds:
         for preset in presets:

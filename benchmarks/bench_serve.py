@@ -314,7 +314,7 @@ def main() -> None:
               f"p99 / p50 {tail:.1f} (<= 3: {'met' if tail <= 3 else 'MISSED'}); "
               f"errors {r['errors']} (0: {'met' if r['errors'] == 0 else 'MISSED'})")
     print(f"model: GPT-2 {args.n_layer}x{args.n_embd}, L={args.L}, K={args.K}, {len(ids)} items, beam {args.beam}, k {args.k}; "
-          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, max_gap {args.max_gap_ms} ms, decode workers "
+          f"max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms, max_gap {'off' if args.max_gap_ms is None else f'{args.max_gap_ms} ms'}, decode workers "
           f"{args.decode_workers or 'default'}; {args.seconds:g} s per level")
 
 

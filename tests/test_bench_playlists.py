@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
+    import torch
+
+    threads = torch.get_num_threads()  # main() sets the process's count: restore it for the other tests
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import bench_playlists
@@ -22,6 +25,7 @@ def bench():
         yield bench_playlists
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+        torch.set_num_threads(threads)
 
 
 def _write_playlists(root: Path, n_songs: int = 24, n_lists: int = 160, seed: int = 0) -> Path:
@@ -42,12 +46,33 @@ def _write_playlists(root: Path, n_songs: int = 24, n_lists: int = 160, seed: in
 
 
 def test_set_overrides_apply_to_every_row_or_one(bench):
-    items = ["seed=3", "yes-sasrec:train.epochs=2", "yes-fusid-gpt2:features=meta=text:title,artist"]
-    assert bench.set_overrides(items, "yes-sasrec") == {"seed": "3", "train.epochs": "2"}
-    assert bench.set_overrides(items, "yes-fusid-gpt2") == {"seed": "3", "features": "meta=text:title,artist"}
-    assert bench.set_overrides(items, "yes-popular") == {"seed": "3"}
+    items = ["eval_valid=false", "yes-sasrec:train.epochs=2", "yes-fusid-gpt2:features=meta=text:title,artist"]
+    assert bench.set_overrides(items, "yes-sasrec") == {"eval_valid": "false", "train.epochs": "2"}
+    assert bench.set_overrides(items, "yes-fusid-gpt2") == {"eval_valid": "false",
+                                                            "features": "meta=text:title,artist"}
+    assert bench.set_overrides(items, "yes-popular") == {"eval_valid": "false"}
     with pytest.raises(SystemExit, match="key=value"):
         bench.set_overrides(["train.epochs"], "yes-sasrec")
+    # the seed and the dataset name each row's run directory: an override would mislabel the runs
+    for kv in ("seed=3", "yes-sasrec:data.dataset=/x"):
+        with pytest.raises(SystemExit, match="--seeds / --dataset"):
+            bench.set_overrides([kv], "yes-sasrec")
+
+
+def test_set_naming_a_row_that_is_not_run_is_refused(bench, tmp_path):
+    data = _write_playlists(tmp_path / "pl")
+    with pytest.raises(SystemExit, match="yes-sasrc"):
+        bench.main(["--dataset", str(data), "--rows", "yes-popular,yes-sasrec", "--seeds", "0",
+                    "--set", "yes-sasrc:train.epochs=1", "--run-root", str(tmp_path / "runs")])
+
+
+def test_seed_level_t_matches_a_hand_computation(bench):
+    # diffs 0.01, 0.03: mean 0.02, sd 0.01414, se 0.01, t = 2 on 1 df; two-sided p = 1 - 2 atan(2) / pi
+    m, half, p = bench.seed_level_t([0.01, 0.03])
+    assert m == pytest.approx(0.02)
+    assert half == pytest.approx(12.7062 * 0.01, rel=1e-4)
+    assert p == pytest.approx(1 - 2 * np.arctan(2) / np.pi, rel=1e-6)
+    assert bench.seed_level_t([0.0, 0.0])[2] == 1.0
 
 
 def test_reuse_keeps_only_a_run_of_the_same_config_and_pairs_rows_with_sasrec(bench, tmp_path, capsys):
@@ -74,3 +99,7 @@ def test_reuse_keeps_only_a_run_of_the_same_config_and_pairs_rows_with_sasrec(be
     third = json.loads(out.read_text())
     assert [r["reused"] for r in third] == [True, False]
     assert json.loads((sas_dir / "config.json").read_text())["train"]["epochs"] == 2
+
+    # another torch thread count reorders float reductions, so the runs are not the ones this call would make
+    bench.main([*argv, "--set", "yes-sasrec:train.epochs=2", "--threads", "2"])
+    assert [r["reused"] for r in json.loads(out.read_text())] == [False, False]

@@ -227,7 +227,7 @@ def serve(
                                 "mandatory when --host is not loopback"),
     max_batch: int = typer.Option(32, help="requests decoded together in one batched beam search"),
     max_wait_ms: float = typer.Option(5.0, help="how long a batch waits for more requests"),
-    max_gap_ms: float = typer.Option(None, help="stop waiting for more requests once none has arrived for this "
+    max_gap_ms: float | None = typer.Option(None, help="stop waiting for more requests once none has arrived for this "
                                      "long (default: wait the full --max-wait-ms)"),
     decode_workers: int = typer.Option(0, help="decode threads, each at one intra-op thread; 0 = one per core, "
                                        "at most 2"),

@@ -157,7 +157,9 @@ class Batcher:
         deadline = time.perf_counter() + self.max_wait
         while len(batch) < self.max_batch:
             left = deadline - time.perf_counter()
-            if self.max_gap is not None:  # measured from the last arrival: each request restarts the gap
+            # the gap runs from this worker's last take off the queue (or the batch's start), so each request
+            # taken restarts it; max_gap 0 takes only what is already queued
+            if self.max_gap is not None:
                 left = min(left, self.max_gap)
             try:
                 job = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
