@@ -74,15 +74,21 @@ def set_overrides(items: list[str], preset: str) -> dict:
     (split at the first ``=``, so values may hold ``:`` and ``=``)."""
     out: dict = {}
     for kv in items:
-        if "=" not in kv:
-            raise SystemExit(f"--set {kv!r}: expected key=value or PRESET:key=value")
-        k, v = kv.split("=", 1)
-        only, _, key = k.rpartition(":")
-        if key in ("seed", "data.dataset"):
-            raise SystemExit(f"--set {kv!r}: {key} is set by --seeds / --dataset (each row x seed has its own run)")
+        only, key, v = split_set(kv)
         if not only or only == preset:
             out[key] = v
     return out
+
+
+def split_set(kv: str) -> tuple[str, str, str]:
+    """One ``--set`` item as (row or "", key, value)."""
+    if "=" not in kv:
+        raise SystemExit(f"--set {kv!r}: expected key=value or PRESET:key=value")
+    k, v = kv.split("=", 1)
+    only, _, key = k.rpartition(":")
+    if key in ("seed", "data.dataset"):
+        raise SystemExit(f"--set {kv!r}: {key} is set by --seeds / --dataset (each row x seed has its own run)")
+    return only, key, v
 
 
 def finished_run(cfg, run_dir: Path, threads: int) -> dict | None:
@@ -180,12 +186,10 @@ def table(rows: list[dict]) -> str:
 
 def seed_level_t(diffs: list[float]) -> tuple[float, float, float]:
     """(mean, 95% CI half-width, two-sided p) of a one-sample t-test over per-seed mean differences."""
-    from semid.eval.compare import mean_ci, t_sf2
+    from semid.eval.compare import paired_t
 
-    ci = mean_ci(diffs)
-    se = float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
-    p = t_sf2(ci.mean / se, len(diffs) - 1) if se > 0 else (1.0 if ci.mean == 0 else 0.0)
-    return ci.mean, ci.half_width, p
+    m, _, high, p = paired_t(np.zeros(len(diffs)), diffs)  # a one-sample test is a paired test against 0
+    return m, high - m, p
 
 
 def paired_vs_sasrec(rows: list[dict], metrics=("MRR", "Recall@10")) -> str:
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     if "yes-sasrec" not in presets:
         print("note: yes-sasrec is not among the rows, so no ratio to SASRec is printed", flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    unknown = sorted({kv.split("=", 1)[0].rpartition(":")[0] for kv in args.set} - {""} - set(presets))
+    unknown = sorted({split_set(kv)[0] for kv in args.set} - {""} - set(presets))
     if unknown:
         sys.exit(f"--set names rows that are not among --rows: {', '.join(unknown)} (rows: {', '.join(presets)})")
     rows = []
