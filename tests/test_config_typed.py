@@ -107,6 +107,19 @@ def test_every_preset_is_a_complete_typed_config_and_round_trips():
             assert legacy not in stored, (name, legacy)
 
 
+def test_quickstart_runs_its_five_minute_recipe_and_other_movielens_presets_keep_theirs():
+    """The quickstart's speed settings reach their fields; presets measured with the full recipe keep it."""
+    q = resolve("quickstart")
+    assert (q.tokenizer.fusion.hidden, q.tokenizer.pairs_per_epoch, q.tokenizer.pq.resolve) == (1024, 25_000,
+                                                                                                "reassign")
+    assert q.model.dropout == 0.0 and q.train.epochs == 8 and q.tokenizer.pq.n_sub == 4
+    for name in ("movielens-fusid-t5", "movielens-cf-ids-gpt2"):
+        c = resolve(name)
+        assert c.model.dropout == 0.1, name
+        if tokenizer_kind(c) == "fusid":
+            assert (c.tokenizer.fusion.hidden, c.tokenizer.pq.resolve) == (2048, "digit"), name
+
+
 def test_tiger_config_json_records_what_ran_and_nothing_else(tiny, tmp_path):
     ov = {**FAST, "data.dataset": str(tiny), "tokenizer_preset": "tiger", "rqvae.modality": "lemb",
           "rqvae.n_levels": 2, "rqvae.n_codes": 6, "rqvae.epochs": 2, "rqvae.hidden": "16", "rqvae.latent_dim": 8,

@@ -58,6 +58,13 @@ _QUICK_GEN = {**_CPU_GEN, "train.epochs": 8, "train.patience": 2, "data.train_ta
 # high (2026-11-30), whereas runs that went on peaked at epoch 7 of 8 on validation (2026-11-23).
 _QUICK_GPT2 = {**_CPU_GEN, "train.epochs": 8, "train.patience": 0, "train.batch_size": 32,
                "gpt2.objective": "sequence", "gpt2.max_history": 20}
+# The quickstart itself is sized to finish within 5 minutes on two idle cores, measured in one
+# session against the recipe above (benchmarks/RESULTS.md, "quickstart in 5 minutes"): fusion hidden 1024 and
+# 25k pairs an epoch (tokenizer ~3x faster), 4-token IDs with conflicts reassigned to the nearest free code
+# instead of a fifth digit (a fifth fewer tokens to train on and decode), and no GPT-2 dropout (on CPU the
+# dropout masks cost ~25% of a 2x128 step; 8 epochs underfit rather than overfit).
+_QUICK_FAST = {"fusid.fusion.hidden": 1024, "fusid.pairs_per_epoch": 25_000, "fusid.pq.resolve": "reassign",
+               "gpt2.dropout": 0.0}
 # SASRec: constant LR 1e-3, no warmup, no weight decay (RecBole's optimiser), ~2,048 targets per step as RecBole
 # (windows of stride max_len / 2: 20 windows of 100 targets at max_len 200, 80 of 25 at max_len 50). On MovieLens
 # validation (5 epochs, max_len 50, `benchmarks/bench_recbole.py`) this beat warmup + cosine + weight decay
@@ -104,7 +111,8 @@ _ML_MUSICREC = {**_ML_RQ, "features": (_ML_TEXT, _ML_GENRE, _ML_CF), "train.epoc
 PRESETS: dict[str, RunPreset] = {
     "quickstart": RunPreset(
         "FusID IDs (title text, genre/tag multi-hot, co-occurrence) + GPT-2 on built-in MovieLens; ~5 min on 2 CPU cores",
-        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2, "baseline_popular": True},
+        {**_ML, "name": "fusid+gpt2", **_FUSID_ML, "model": "gpt2", **_QUICK_GPT2, **_QUICK_FAST,
+         "baseline_popular": True},
         references=(
             Reference("SASRec 5 ep *", 0.0361, 0.0158, "3-seed mean, benchmarks/RESULTS.md 2026-12-02"),
             Reference("SASRec prefix 20 ep *", 0.0738, 0.0321,
