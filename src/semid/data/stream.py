@@ -40,7 +40,14 @@ def _batches(path: Path, columns: list[str], batch_rows: int):
     for c in columns:
         if c not in names:
             raise DataError(f"{path}: no column {c!r}; columns are {names}. Pass the right name")
-    return f.metadata.num_rows, f.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
+    # One reader per row group: a single reader over the whole file keeps every decoded row group's buffers
+    # alive until it is exhausted (pyarrow 26: 101 MiB of Arrow memory for two columns of 10M rows, 3.7 MiB
+    # row group by row group), which made peak memory grow with the file instead of staying one batch.
+    def batches():
+        for g in range(f.metadata.num_row_groups):
+            yield from f.iter_batches(batch_size=batch_rows, row_groups=[g], columns=columns, use_threads=False)
+
+    return f.metadata.num_rows, batches()
 
 
 class _Codes:
