@@ -60,3 +60,34 @@ def test_side_by_side_subspace_fits_equal_one_thread_in_order(monkeypatch):
         torch.set_num_threads(before)
     np.testing.assert_array_equal(side.centroids_, seq.centroids_)
     assert side.inertia_ == seq.inertia_
+
+
+def test_encode_copies_a_chunk_not_the_whole_input():
+    # 200k x 4 x 16 float32 (51 MB): encode works on row chunks, so its numpy peak is the codes (6.4 MB) plus
+    # one chunk; a whole-input float32 copy (the old astype) would alone exceed half the input.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200_000, 4, 16)).astype(np.float32)
+    pq = ProductQuantizer(4, 16, kmeans=KMeansConfig(backend="torch", n_iter=2)).fit(x[:5000])
+    tracemalloc.start()
+    try:
+        codes = pq.encode(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x.nbytes, peak
+    ref = np.stack([np.argmin(((x[:2000, j, None] - pq.centroids_[j][None]) ** 2).sum(-1), axis=1)
+                    for j in range(4)], axis=1)
+    np.testing.assert_array_equal(codes[:2000], ref)
+
+
+def test_fit_on_rows_equals_fit_on_the_copied_rows():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 3, 4)).astype(np.float32)
+    rows = np.sort(rng.choice(3000, size=1800, replace=False))
+    km = KMeansConfig(backend="torch", n_iter=5)
+    a = ProductQuantizer(3, 32, kmeans=km).fit(x, rows=rows)
+    b = ProductQuantizer(3, 32, kmeans=km).fit(x[rows])
+    np.testing.assert_array_equal(a.centroids_, b.centroids_)
+    np.testing.assert_array_equal(a.encode(x), b.encode(x))

@@ -122,3 +122,28 @@ def test_reassign_keeps_n_positions_and_reports_the_raw_rate():
     assert tok.codes_[0].tolist() != tok.codes_[1].tolist()  # identical inputs, different IDs, no digit
     with pytest.raises(ConfigError, match="resolve"):
         FusID(config=dataclasses.replace(base, pq=PQConfig(n_sub=3, K=8, resolve="nope"))).fit(cat, train)
+
+
+def test_embed_fills_one_output_array():
+    # The fused embeddings are N x n x d float32 (the largest array of a fit at millions of items): embed
+    # writes them into one array instead of keeping every batch and their concatenation (and a copy of it).
+    import tracemalloc
+
+    from semid.tokenizers.fusion import FusionConfig, FusionNet
+
+    tok = FusID(config=small_config())
+    tok.fusion_ = FusionNet(in_dims=[8], n_sub=2, config=FusionConfig(d_sub=32, hidden=16))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50_000, 8)).astype(np.float32)
+    present = np.ones((50_000, 1), dtype=bool)
+    tracemalloc.start()
+    try:
+        z = tok.embed(x, present, batch_size=4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert z.shape == (50_000, 2, 32) and z.dtype == np.float32
+    assert peak < 1.3 * z.nbytes, (peak, z.nbytes)
+    with torch.no_grad():
+        ref = tok.fusion_.eval()(torch.from_numpy(x[:100]), torch.from_numpy(present[:100])).numpy()
+    np.testing.assert_allclose(z[:100], ref, rtol=1e-5, atol=1e-6)

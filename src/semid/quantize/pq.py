@@ -31,6 +31,9 @@ class PQConfig:
     resolve: str = "digit"
 
 
+ENCODE_ROWS = 1 << 16  # rows per encode chunk
+
+
 def _as_blocks(x: np.ndarray, n_sub: int) -> np.ndarray:
     """(N, n*d) or (N, n, d) -> (N, n, d)."""
     x = np.asarray(x)
@@ -51,19 +54,23 @@ class ProductQuantizer:
         self.K = K
         self.kmeans = kmeans
 
-    def fit(self, x: np.ndarray) -> ProductQuantizer:
-        """x float [N, n, d] (or [N, n*d]): the sub-embeddings to fit the codebooks on."""
-        blocks = _as_blocks(x, self.n_sub).astype(np.float32)
+    def fit(self, x: np.ndarray, rows: np.ndarray | None = None) -> ProductQuantizer:
+        """x float [N, n, d] (or [N, n*d]): the sub-embeddings to fit the codebooks on; ``rows`` (int [M],
+        optional): fit on these rows only, as ``fit(x[rows])`` would, without copying all n sub-spaces."""
+        blocks = _as_blocks(x, self.n_sub)
+        sel = slice(None) if rows is None else np.asarray(rows)
 
         def fit_one(j: int) -> KMeans:
             cfg = dataclasses.replace(self.kmeans, seed=self.kmeans.seed + j)
-            return KMeans(self.K, config=cfg).fit(np.ascontiguousarray(blocks[:, j]))
+            # one sub-space's rows, float32 and contiguous: the only copy of x a fit makes
+            return KMeans(self.K, config=cfg).fit(np.ascontiguousarray(blocks[sel, j], dtype=np.float32))
 
         # The sub-spaces share nothing, so on CPU they are fitted side by side, one per worker thread
         # (semid.threads.independent_tasks); faiss and CUDA fits run one after another.
         probe = KMeans(self.K, config=self.kmeans)
         on_cpu = pick_device(self.kmeans.device).type == "cpu"
-        if on_cpu and probe.backend_for(len(blocks)) == "torch":
+        n_fit = len(blocks) if rows is None else len(sel)
+        if on_cpu and probe.backend_for(n_fit) == "torch":
             with independent_tasks(self.n_sub) as run:
                 fitted = run(fit_one, list(range(self.n_sub)))
         else:
@@ -88,13 +95,15 @@ class ProductQuantizer:
 
         from semid.quantize.kmeans import assign
 
-        blocks = _as_blocks(x, self.n_sub).astype(np.float32)
+        blocks = _as_blocks(x, self.n_sub)
         out = np.empty((len(blocks), self.n_sub), dtype=np.int64)
-        for j in range(self.n_sub):
-            lab, _ = assign(
-                torch.from_numpy(np.ascontiguousarray(blocks[:, j])), torch.from_numpy(self.centroids_[j])
-            )
-            out[:, j] = lab.numpy()
+        # row chunks: the contiguous float32 copy of one sub-space stays ENCODE_ROWS x d, not N x d
+        for a in range(0, len(blocks), ENCODE_ROWS):
+            part = blocks[a : a + ENCODE_ROWS]
+            for j in range(self.n_sub):
+                lab, _ = assign(torch.from_numpy(np.ascontiguousarray(part[:, j], dtype=np.float32)),
+                                torch.from_numpy(self.centroids_[j]))
+                out[a : a + len(part), j] = lab.numpy()
         return out
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

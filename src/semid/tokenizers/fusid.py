@@ -129,7 +129,7 @@ class FusID(BaseTokenizer):
                 fit_items = seen
         # k-means on rank 0 alone; every rank encodes its own (identical) z with the broadcast centroids
         self.pq_ = distributed.main_only(
-            lambda: ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z[fit_items]))
+            lambda: ProductQuantizer(cfg.pq.n_sub, cfg.pq.K, kmeans=cfg.pq.kmeans).fit(z, rows=fit_items))
         raw = self.pq_.encode(z)
         moved = None
         if cfg.pq.resolve == "reassign":
@@ -221,13 +221,15 @@ class FusID(BaseTokenizer):
     def embed(self, x: np.ndarray, present: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Fused sub-embeddings float32 [N, n, d] (eval mode: no modality dropout, running BN stats)."""
         net = self.fusion_.cpu().eval()
-        out = [
-            net(
-                torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size])
-            ).numpy()
-            for s in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32)
+        out = None  # filled in place: one (N, n, d) array, not a list of batches plus their concatenation
+        for s in range(0, len(x), batch_size):
+            z = net(torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size]))
+            if out is None:
+                out = np.empty((len(x), *z.shape[1:]), dtype=np.float32)
+            out[s : s + len(z)] = z.numpy()
+        if out is None:  # no rows
+            return np.zeros((0, self.config.pq.n_sub, self.config.fusion.d_sub), dtype=np.float32)
+        return out
 
     def inputs(self, catalog: Catalog, train: Interactions | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Fusion-net inputs for a catalog built like the fitted one: x float32 [N, sum D_m], present bool [N, M]."""
