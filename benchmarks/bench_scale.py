@@ -219,6 +219,11 @@ def _rss_bytes() -> int:
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _hwm_bytes() -> int:
+    """This process's peak RSS (VmHWM)."""
+    return [int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+
+
 def write_interactions(n: int, path: str) -> None:
     """n interactions as parquet (user str, item int64, timestamp int64; row groups of 65,536): n / 100 users,
     n / 200 items (MovieLens-20M's density), in time order, written in blocks (the file, not a table in memory)."""
@@ -249,7 +254,7 @@ def interactions_worker(n: int, path: str) -> dict:
     t = time.perf_counter()
     inter, cat = stream_interactions(path, progress=False)
     load_s = time.perf_counter() - t
-    hwm = [int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+    hwm = _hwm_bytes()
     size = inter.offsets.nbytes + inter.items.nbytes + inter.user_ids.nbytes + np.asarray(cat.item_ids).nbytes
     return {"method": "interactions_parquet", "n_interactions": int(len(inter.items)), "n_users": inter.n_users,
             "load_s": round(load_s, 1), "result_mib": round(size / 2**20, 1),
@@ -272,7 +277,7 @@ def features_worker(n: int, path: str) -> dict:
     attach_embedding(cat, "v", ids, mat, source=path)
     del ids, mat
     load_s = time.perf_counter() - t
-    hwm = [int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+    hwm = _hwm_bytes()
     size = cat.embeddings["v"].nbytes + cat.masks["v"].nbytes
     return {"method": f"features_{Path(path).suffix[1:]}", "n_items": n, "dim": D, "load_s": round(load_s, 1),
             "result_mib": round(size / 2**20, 1), "peak_growth_mib": round((hwm - before) / 2**20, 1),

@@ -131,8 +131,10 @@ def test_embed_fills_one_output_array():
 
     from semid.tokenizers.fusion import FusionConfig, FusionNet
 
-    tok = FusID(config=small_config())
-    tok.fusion_ = FusionNet(in_dims=[8], n_sub=2, config=FusionConfig(d_sub=32, hidden=16))
+    base = small_config()
+    cfg = dataclasses.replace(base, pq=dataclasses.replace(base.pq, n_sub=2), fusion=FusionConfig(d_sub=32, hidden=16))
+    tok = FusID(config=cfg)
+    tok.fusion_ = FusionNet(in_dims=[8], n_sub=2, config=cfg.fusion)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50_000, 8)).astype(np.float32)
     present = np.ones((50_000, 1), dtype=bool)

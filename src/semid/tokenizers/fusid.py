@@ -221,14 +221,12 @@ class FusID(BaseTokenizer):
     def embed(self, x: np.ndarray, present: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Fused sub-embeddings float32 [N, n, d] (eval mode: no modality dropout, running BN stats)."""
         net = self.fusion_.cpu().eval()
-        out = None  # filled in place: one (N, n, d) array, not a list of batches plus their concatenation
+        # filled in place: one (N, n, d) array, not a list of batches plus their concatenation
+        out = np.empty((len(x), self.config.pq.n_sub, self.config.fusion.d_sub), dtype=np.float32)
         for s in range(0, len(x), batch_size):
-            z = net(torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size]))
-            if out is None:
-                out = np.empty((len(x), *z.shape[1:]), dtype=np.float32)
-            out[s : s + len(z)] = z.numpy()
-        if out is None:  # no rows
-            return np.zeros((0, self.config.pq.n_sub, self.config.fusion.d_sub), dtype=np.float32)
+            out[s : s + batch_size] = net(
+                torch.from_numpy(x[s : s + batch_size]), torch.from_numpy(present[s : s + batch_size])
+            ).numpy()
         return out
 
     def inputs(self, catalog: Catalog, train: Interactions | None = None) -> tuple[np.ndarray, np.ndarray]:
