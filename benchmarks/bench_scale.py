@@ -28,11 +28,12 @@ runs) in a fresh process; peak RSS growth over the process's size after imports 
     python benchmarks/bench_scale.py --sizes 100000 1000000 3000000   # the full table
     python benchmarks/bench_scale.py --sizes 1000000 --methods features_parquet features_npy
     python benchmarks/bench_scale.py --sizes 100000 1000000 --methods fusid --fusid-alpha 10
-    python benchmarks/bench_scale.py --sizes 10000000 --methods interactions_parquet
+    python benchmarks/bench_scale.py --sizes 10000000 --methods interactions_parquet interactions_parquet_unsorted
 
 Method ``interactions_parquet`` measures the bounded-memory interaction path: N interactions (N / 100 users,
 N / 200 items, time-ordered) written as parquet, read by ``semid.data.stream.stream_interactions`` in a fresh
 process; peak RSS growth vs the result's size (offsets + items + user ids + item ids).
+``interactions_parquet_unsorted`` is the same file with its timestamps shuffled (rows out of time order).
 """
 
 from __future__ import annotations
@@ -224,13 +225,16 @@ def _hwm_bytes() -> int:
     return [int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
 
 
-def write_interactions(n: int, path: str) -> None:
+def write_interactions(n: int, path: str, unsorted: bool = False) -> None:
     """n interactions as parquet (user str, item int64, timestamp int64; row groups of 65,536): n / 100 users,
-    n / 200 items (MovieLens-20M's density), in time order, written in blocks (the file, not a table in memory)."""
+    n / 200 items (MovieLens-20M's density), in time order, written in blocks (the file, not a table in memory).
+    ``unsorted``: timestamps are a random permutation, so rows are out of time order within users and the
+    reader takes its third pass (timestamps into their slots) and per-user sort."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(3)
+    times = np.random.default_rng(4).permutation(n) if unsorted else np.arange(n)
     schema = pa.schema([("user", pa.string()), ("item", pa.int64()), ("timestamp", pa.int64())])
     with pq.ParquetWriter(path, schema) as w:
         for a in range(0, n, 1 << 20):
@@ -238,7 +242,7 @@ def write_interactions(n: int, path: str) -> None:
             users = rng.integers(0, max(1, n // 100), b - a)
             w.write_table(pa.table({"user": pa.array(np.char.add("u", users.astype(str))),
                                     "item": pa.array(rng.integers(0, max(1, n // 200), b - a)),
-                                    "timestamp": pa.array(np.arange(a, b))}, schema=schema),
+                                    "timestamp": pa.array(times[a:b])}, schema=schema),
                           row_group_size=1 << 16)
 
 
@@ -256,7 +260,8 @@ def interactions_worker(n: int, path: str) -> dict:
     load_s = time.perf_counter() - t
     hwm = _hwm_bytes()
     size = inter.offsets.nbytes + inter.items.nbytes + inter.user_ids.nbytes + np.asarray(cat.item_ids).nbytes
-    return {"method": "interactions_parquet", "n_interactions": int(len(inter.items)), "n_users": inter.n_users,
+    return {"method": "interactions_parquet" + ("_unsorted" if "unsorted" in Path(path).name else ""),
+            "n_interactions": int(len(inter.items)), "n_users": inter.n_users,
             "load_s": round(load_s, 1), "result_mib": round(size / 2**20, 1),
             "peak_growth_mib": round((hwm - before) / 2**20, 1), "peak_over_result": round((hwm - before) / size, 2)}
 
@@ -324,9 +329,9 @@ def main() -> None:
         m, n = args.worker[0], int(args.worker[1])
         if m.startswith("features_") and not Path(args.path).exists():
             write_features(m.removeprefix("features_"), n, args.path)
-        elif m == "interactions_parquet" and not Path(args.path).exists():
-            write_interactions(n, args.path)
-        elif m == "interactions_parquet":
+        elif m.startswith("interactions_parquet") and not Path(args.path).exists():
+            write_interactions(n, args.path, unsorted=m.endswith("_unsorted"))
+        elif m.startswith("interactions_parquet"):
             print(json.dumps(interactions_worker(n, args.path)))
         else:
             print(json.dumps(features_worker(n, args.path) if m.startswith("features_") else worker(m, n, args)))
@@ -339,8 +344,8 @@ def main() -> None:
                    "--kmeans-iter", str(args.kmeans_iter), "--rqvae-epochs", str(args.rqvae_epochs),
                    "--fusion-epochs", str(args.fusion_epochs), "--fusion-pairs", str(args.fusion_pairs),
                    "--fusion-hidden", str(args.fusion_hidden), "--fusid-alpha", str(args.fusid_alpha)]
-            if m.startswith("features_") or m == "interactions_parquet":  # written in one process, read in another
-                suffix = m.removeprefix("features_") if m.startswith("features_") else "inter.parquet"
+            if m.startswith(("features_", "interactions_parquet")):  # written in one process, read in another
+                suffix = m.removeprefix("features_") if m.startswith("features_") else f"{m}.parquet"
                 cmd += ["--path", str(Path(tmp.name) / f"emb_{n}.{suffix}")]
                 subprocess.run(cmd, check=True)
             t = time.perf_counter()

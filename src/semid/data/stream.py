@@ -5,10 +5,13 @@ for 10M interactions costs several GB. Here the file is read twice in record bat
 (``pyarrow.dataset``): pass 1 assigns user / item codes (first appearance order, as ``load_table``)
 and counts each user's interactions, so the CSR offsets are known; pass 2 writes every row's item code
 straight into its final slot of the ``items`` array. Rows keep their file order within a user; when the
-file is not already in time order within every user, the timestamps are kept beside the items (8 bytes a
-row) and each user's slice is stably sorted by time, in blocks of users so the sort's scratch stays small.
-Peak memory is the result plus one batch, plus the timestamp column when a sort is needed. The result
-equals ``load_table``'s on the same data (same user / item order, same ties).
+file is not already in time order within every user, a third pass puts every row's timestamp beside its
+item and each user's slice is stably sorted by time, in blocks of users so the sort's scratch stays small.
+Peak memory is the result plus one batch: while loading, item codes are int32 in the first half of the
+result's int64 buffer and the timestamps, as uint32 offsets from the file's earliest one, in its second
+half; the codes are widened in place at the end. Only timestamps that are not whole numbers or span more
+than 2^32 units (e.g. nanosecond epochs over more than 4 s) take a separate 8-byte-a-row array for the sort.
+The result equals ``load_table``'s on the same data (same user / item order, same ties).
 """
 
 from __future__ import annotations
@@ -140,18 +143,28 @@ def stream_interactions(
     if n_users == 0:
         raise DataError(f"{path}: no interactions left to load; check the file and the item table")
 
-    # Pass 2: each row's item code into its final slot; timestamps only while the file is out of order.
-    out = np.empty(int(offsets[-1]), dtype=np.int64)
+    # Pass 2: each row's item code into its final slot; the time range, and whether the file is in order.
+    n = int(offsets[-1])
+    out = np.empty(n, dtype=np.int64)
+    # int32 codes in the first half of out's bytes (widened in place at the end), so that a sort's uint32
+    # timestamps fit in the second half: [n] int64 = [2n] int32 = codes [0, n) + times [n, 2n).
+    narrow = len(items.codes) < 2**31
+    dst = out.view(np.int32)[:n] if narrow else out
     fill = offsets[:-1].copy()  # next free slot per user
-    ts: np.ndarray | None = None
     last: np.ndarray | None = None  # last timestamp seen per user (order check)
-    in_order, ts_dtype = True, None
+    in_order, ts_dtype, t_lo, t_hi, whole = True, None, None, None, True
     cols = [user_col, item_col] + ([tcol] if tcol else [])
     for b, ic, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} (2/2)", progress):
         slots, order, su, start = _slots(uc, fill)
-        out[slots] = ic
-        if tcol and in_order:
-            t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+        dst[slots] = ic
+        if not tcol:
+            continue
+        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+        if len(t):
+            lo, hi = t.min(), t.max()
+            t_lo, t_hi = (lo, hi) if t_lo is None else (min(t_lo, lo), max(t_hi, hi))
+            whole = whole and (np.issubdtype(t.dtype, np.integer) or bool((t == np.floor(t)).all()))
+        if in_order:
             if last is None:
                 low = np.iinfo(t.dtype).min if np.issubdtype(t.dtype, np.integer) else -np.inf
                 last = np.full(n_users, low, dtype=t.dtype)
@@ -161,14 +174,20 @@ def stream_interactions(
             down[start[1:] - 1] = False  # across two users: no constraint
             ends = np.r_[start[1:] - 1, len(su) - 1]
             if down.any() or (st[start] < last[su[start]]).any():
-                in_order, ts_dtype = False, t.dtype
+                in_order, ts_dtype, last = False, t.dtype, None
             else:
                 last[su[ends]] = st[ends]
     if not in_order:
-        ts = np.empty(len(out), dtype=ts_dtype)
-        _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress)
-        _sort_segments(out, ts, offsets)
+        # Exact as uint32 offsets (monotone, so the same order and ties) when whole and within 2^32 units.
+        if narrow and whole and int(t_hi) - int(t_lo) < 2**32:
+            ts, shift = out.view(np.uint32)[n:], t_lo
+        else:
+            ts, shift = np.empty(n, dtype=ts_dtype), None
+        _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress)
+        _sort_segments(dst, ts, offsets)
         del ts
+    if narrow:
+        _widen(out)
     inter = Interactions(offsets=offsets, items=out, user_ids=np.array(list(users.codes), dtype=str))
     if catalog is None:
         catalog = Catalog(item_ids=np.array(list(items.codes), dtype=str))
@@ -196,15 +215,16 @@ def _slots(uc: np.ndarray, fill: np.ndarray):
     return slots, order, su, start
 
 
-def _fill_times(path, cols, batch_rows, users, items, offsets, ts, time_format, tcol, progress) -> None:
-    """Pass 3 (files out of time order): every kept row's timestamp into its slot of ``ts``."""
+def _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress) -> None:
+    """Pass 3 (files out of time order): every kept row's timestamp (minus ``shift`` when not None, cast to
+    ``ts``'s dtype) into its slot of ``ts``."""
     from semid.data.tables import read_times
 
     fill = offsets[:-1].copy()
     for b, _, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} times", progress):
         t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
         slots, *_ = _slots(uc, fill)
-        ts[slots] = t
+        ts[slots] = t if shift is None else (t - shift).astype(ts.dtype)
 
 
 def _coded_batches(path, cols, batch_rows, users, items, label: str, progress: bool):
@@ -234,6 +254,17 @@ def _sort_segments(items: np.ndarray, ts: np.ndarray, offsets: np.ndarray) -> No
         order = np.lexsort((ts[a:b], seg))  # stable: equal times keep file order
         items[a:b] = items[a:b][order]
         u = v
+
+
+def _widen(out: np.ndarray, step: int = 1 << 16) -> None:
+    """In place: the int32 codes in the first half of int64 ``out``'s bytes become ``out``'s values.
+
+    Chunks go from the end down: writing ``out[a:b]`` overwrites the int32 slots [2a, 2b), which are the
+    chunk itself (copied first) or slots at or beyond b, already widened."""
+    src = out.view(np.int32)
+    for b in range(len(out), 0, -step):
+        a = max(0, b - step)
+        out[a:b] = src[a:b].copy()
 
 
 __all__ = ["stream_interactions"]
