@@ -17,7 +17,7 @@ raw tuples, fitted on every item as FusID fits on its train items) with the cata
 co-occurrence pairs mined from synthetic sessions (``sessions``: 0.4 N sessions of 10 consecutive items on a
 random cycle through one cluster's items), so its raw conflict rate is the one FusID's <= 0.1% target is about;
 ``fusid_pq`` quantises the raw feature blocks with no fusion net. The fusion net trains ``--fusion-epochs`` epochs
-of ``--fusion-pairs`` positives (hidden ``--fusion-hidden``, alpha ``--fusid-alpha``).
+of ``--fusion-pairs`` positives in steps of ``--fusion-batch`` (hidden ``--fusion-hidden``, alpha ``--fusid-alpha``).
 
 Methods ``features_parquet`` / ``features_npy`` measure the bounded-memory item-feature path instead:
 the catalog written as a parquet list<float> column (row groups of 65,536) or a float32 ``.npy``, read
@@ -182,7 +182,7 @@ def _fusid(x: np.ndarray, args) -> tuple[np.ndarray, list[int], float, float]:
         features=FeaturesConfig(cooc=False, cache=False),
         fusion=FusionConfig(hidden=args.fusion_hidden),
         loss=FusIDLossConfig(alpha=args.fusid_alpha),
-        training=TrainConfig(epochs=args.fusion_epochs, batch_size=512, lr=1e-3, warmup_steps=50, patience=0,
+        training=TrainConfig(epochs=args.fusion_epochs, batch_size=args.fusion_batch, lr=1e-3, warmup_steps=50, patience=0,
                              device="cpu", bf16=False),
         pairs_per_epoch=args.fusion_pairs,
     )
@@ -198,7 +198,9 @@ def _fusid(x: np.ndarray, args) -> tuple[np.ndarray, list[int], float, float]:
     if not np.array_equal(codes, fitted):
         raise SystemExit("FusID encode differs from its fit's codes")
     EXTRA.update(fusid_seconds={k: round(v, 1) for k, v in tok.report_["seconds"].items()},
-                 fusid_loss_last=tok.loss_log_[-1] if tok.loss_log_ else {}, sessions=len(s))
+                 fusid_loss_last=tok.loss_log_[-1] if tok.loss_log_ else {}, sessions=len(s),
+                 alpha=args.fusid_alpha, fusion_pairs=args.fusion_pairs, fusion_batch=args.fusion_batch,
+                 fusion_epochs=args.fusion_epochs, fusion_training=tok.report_["fusion_training"])
     return codes, [1024] * 5, fit_s, enc_s
 
 
@@ -320,6 +322,7 @@ def main() -> None:
     ap.add_argument("--fusion-epochs", type=int, default=5, help="fusid: fusion-net epochs")
     ap.add_argument("--fusion-pairs", type=int, default=50_000, help="fusid: positive pairs per epoch")
     ap.add_argument("--fusion-hidden", type=int, default=1024, help="fusid: fusion-net hidden width")
+    ap.add_argument("--fusion-batch", type=int, default=512, help="fusid: positive pairs per step")
     ap.add_argument("--fusid-alpha", type=float, default=0.2, help="fusid: VICReg weight (the paper's 0.2)")
     ap.add_argument("--out", default="", help="also write the rows as JSON lines here")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
@@ -343,7 +346,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", m, str(n), "--fit-sample", str(args.fit_sample),
                    "--kmeans-iter", str(args.kmeans_iter), "--rqvae-epochs", str(args.rqvae_epochs),
                    "--fusion-epochs", str(args.fusion_epochs), "--fusion-pairs", str(args.fusion_pairs),
-                   "--fusion-hidden", str(args.fusion_hidden), "--fusid-alpha", str(args.fusid_alpha)]
+                   "--fusion-hidden", str(args.fusion_hidden), "--fusion-batch", str(args.fusion_batch), "--fusid-alpha", str(args.fusid_alpha)]
             if m.startswith(("features_", "interactions_parquet")):  # written in one process, read in another
                 suffix = m.removeprefix("features_") if m.startswith("features_") else f"{m}.parquet"
                 cmd += ["--path", str(Path(tmp.name) / f"emb_{n}.{suffix}")]

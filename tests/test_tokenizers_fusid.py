@@ -62,6 +62,11 @@ def test_fit_unique_codes_report_and_protocol():
     assert len(rep["codebook_utilization"]) == 3
     assert np.array_equal(tok.decode(tok.encode(np.arange(cat.n_items))), np.arange(cat.n_items))
     assert len(tok.loss_log_) == 3 and {"cont", "cov", "var", "total"} <= set(tok.loss_log_[0])
+    # what the fusion net trained on: pairs_per_epoch above the mined positives is capped at their count
+    plan = rep["fusion_training"]
+    assert plan["positives_mined"] > 0 and plan["pairs_per_epoch"] <= plan["positives_mined"]
+    big = FusID(config=dataclasses.replace(_cfg(), pairs_per_epoch=10**9)).fit(cat, train).report_["fusion_training"]
+    assert big["pairs_per_epoch"] == big["positives_mined"] == plan["positives_mined"]
 
 
 def test_save_load_round_trip(tmp_path):

@@ -56,7 +56,7 @@ class FusIDConfig:
     pairs: PairConfig = field(default_factory=PairConfig)  # co-occurrence pair mining
     pq: PQConfig = field(default_factory=PQConfig)  # n=5 positions, K=1024 per sub-space
     training: TrainConfig = field(default_factory=_default_training)  # epochs, batch size, lr, seed, device
-    pairs_per_epoch: int = 0  # positives drawn per epoch (0 = all mined positives)
+    pairs_per_epoch: int = 0  # positives drawn per epoch (0 = all mined positives; capped at their count)
 
 
 class FusID(BaseTokenizer):
@@ -139,6 +139,7 @@ class FusID(BaseTokenizer):
         self.report_.update(input_conflict_report(raw, np.concatenate([x, present.astype(np.float32)], axis=1)))
         t_end = time.perf_counter()
         self.report_["n_pq_fit_items"] = int(len(fit_items))
+        self.report_["fusion_training"] = self.train_plan_
         self.report_["modalities"] = self.modalities_
         self.report_["modality_coverage"] = self.coverage_
         self.report_["sparse_modalities"] = [self.modalities_[m] for m in self.sparse_blocks_]
@@ -164,6 +165,9 @@ class FusID(BaseTokenizer):
         else:
             per_epoch = cfg.pairs_per_epoch if cfg.pairs_per_epoch > 0 else n_items
         steps = max(1, per_epoch // bs)
+        # what the fusion net saw: pairs_per_epoch beyond the mined positives is capped at their count
+        self.train_plan_ = {"positives_mined": 0 if mined is None else int(len(mined.positives)),
+                            "pairs_per_epoch": int(per_epoch), "steps_per_epoch": int(steps)}
         xt, pt = torch.from_numpy(x), torch.from_numpy(present)
 
         def own_part(rows: np.ndarray) -> np.ndarray:
