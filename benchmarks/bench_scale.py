@@ -17,7 +17,8 @@ raw tuples, fitted on every item as FusID fits on its train items) with the cata
 co-occurrence pairs mined from synthetic sessions (``sessions``: 0.4 N sessions of 10 consecutive items on a
 random cycle through one cluster's items), so its raw conflict rate is the one FusID's <= 0.1% target is about;
 ``fusid_pq`` quantises the raw feature blocks with no fusion net. The fusion net trains ``--fusion-epochs`` epochs
-of ``--fusion-pairs`` positives in steps of ``--fusion-batch`` (hidden ``--fusion-hidden``, alpha ``--fusid-alpha``).
+of ``--fusion-pairs`` positives (drawn from at most ``--fusion-max-pairs`` mined) in steps of ``--fusion-batch``
+(hidden ``--fusion-hidden``, alpha ``--fusid-alpha``).
 
 Methods ``features_parquet`` / ``features_npy`` measure the bounded-memory item-feature path instead:
 the catalog written as a parquet list<float> column (row groups of 65,536) or a float32 ``.npy``, read
@@ -171,6 +172,7 @@ def _fusid(x: np.ndarray, args) -> tuple[np.ndarray, list[int], float, float]:
     from semid.encoders.features import FeaturesConfig
     from semid.tokenizers.fusid import FusID, FusIDConfig
     from semid.tokenizers.fusid_losses import FusIDLossConfig
+    from semid.tokenizers.fusid_pairs import PairConfig
     from semid.tokenizers.fusion import FusionConfig
     from semid.train.loop import TrainConfig
 
@@ -182,9 +184,10 @@ def _fusid(x: np.ndarray, args) -> tuple[np.ndarray, list[int], float, float]:
         features=FeaturesConfig(cooc=False, cache=False),
         fusion=FusionConfig(hidden=args.fusion_hidden),
         loss=FusIDLossConfig(alpha=args.fusid_alpha),
-        training=TrainConfig(epochs=args.fusion_epochs, batch_size=args.fusion_batch, lr=1e-3, warmup_steps=50, patience=0,
-                             device="cpu", bf16=False),
+        training=TrainConfig(epochs=args.fusion_epochs, batch_size=args.fusion_batch, lr=1e-3, warmup_steps=50,
+                             patience=0, device="cpu", bf16=False),
         pairs_per_epoch=args.fusion_pairs,
+        pairs=PairConfig(max_pairs=args.fusion_max_pairs),
     )
     t = time.perf_counter()
     tok = FusID(config=cfg).fit(cat, train)
@@ -323,6 +326,8 @@ def main() -> None:
     ap.add_argument("--fusion-pairs", type=int, default=50_000, help="fusid: positive pairs per epoch")
     ap.add_argument("--fusion-hidden", type=int, default=1024, help="fusid: fusion-net hidden width")
     ap.add_argument("--fusion-batch", type=int, default=512, help="fusid: positive pairs per step")
+    ap.add_argument("--fusion-max-pairs", type=int, default=200_000,
+                    help="fusid: positives mined at most (highest count first; FusID's default)")
     ap.add_argument("--fusid-alpha", type=float, default=0.2, help="fusid: VICReg weight (the paper's 0.2)")
     ap.add_argument("--out", default="", help="also write the rows as JSON lines here")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
@@ -346,7 +351,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", m, str(n), "--fit-sample", str(args.fit_sample),
                    "--kmeans-iter", str(args.kmeans_iter), "--rqvae-epochs", str(args.rqvae_epochs),
                    "--fusion-epochs", str(args.fusion_epochs), "--fusion-pairs", str(args.fusion_pairs),
-                   "--fusion-hidden", str(args.fusion_hidden), "--fusion-batch", str(args.fusion_batch), "--fusid-alpha", str(args.fusid_alpha)]
+                   "--fusion-hidden", str(args.fusion_hidden), "--fusion-batch", str(args.fusion_batch),
+                   "--fusion-max-pairs", str(args.fusion_max_pairs), "--fusid-alpha", str(args.fusid_alpha)]
             if m.startswith(("features_", "interactions_parquet")):  # written in one process, read in another
                 suffix = m.removeprefix("features_") if m.startswith("features_") else f"{m}.parquet"
                 cmd += ["--path", str(Path(tmp.name) / f"emb_{n}.{suffix}")]
