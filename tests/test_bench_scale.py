@@ -48,7 +48,8 @@ def test_sessions_stay_in_one_cluster_and_walk_its_cycle(bench):
 
 
 def test_fusid_row_encodes_what_its_fit_assigned(bench):
-    args = SimpleNamespace(fusion_epochs=1, fusion_pairs=2000, fusion_hidden=64, fusid_alpha=0.2)
+    args = SimpleNamespace(fusion_epochs=1, fusion_pairs=2000, fusion_hidden=64, fusid_alpha=0.2,
+                           fusion_batch=512, fusion_max_pairs=200_000)
     x = bench.catalog(3000)
     codes, sizes, fit_s, enc_s = bench._fusid(x, args)  # raises if encode differs from the fit's codes
     assert codes.shape == (3000, 5) and sizes == [1024] * 5 and fit_s > 0 and enc_s > 0
