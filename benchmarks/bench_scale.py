@@ -251,7 +251,7 @@ def write_interactions(n: int, path: str, unsorted: bool = False) -> None:
                           row_group_size=1 << 16)
 
 
-def interactions_worker(n: int, path: str) -> dict:
+def interactions_worker(method: str, n: int, path: str) -> dict:
     """``stream_interactions`` of ``path``: peak RSS growth over the size after imports vs the result's bytes."""
     import pyarrow.parquet  # noqa: F401  (code imported lazily by the reader, not data)
 
@@ -265,8 +265,7 @@ def interactions_worker(n: int, path: str) -> dict:
     load_s = time.perf_counter() - t
     hwm = _hwm_bytes()
     size = inter.offsets.nbytes + inter.items.nbytes + inter.user_ids.nbytes + np.asarray(cat.item_ids).nbytes
-    return {"method": "interactions_parquet" + ("_unsorted" if "unsorted" in Path(path).name else ""),
-            "n_interactions": int(len(inter.items)), "n_users": inter.n_users,
+    return {"method": method, "n_interactions": int(len(inter.items)), "n_users": inter.n_users,
             "load_s": round(load_s, 1), "result_mib": round(size / 2**20, 1),
             "peak_growth_mib": round((hwm - before) / 2**20, 1), "peak_over_result": round((hwm - before) / size, 2)}
 
@@ -340,7 +339,7 @@ def main() -> None:
         elif m.startswith("interactions_parquet") and not Path(args.path).exists():
             write_interactions(n, args.path, unsorted=m.endswith("_unsorted"))
         elif m.startswith("interactions_parquet"):
-            print(json.dumps(interactions_worker(n, args.path)))
+            print(json.dumps(interactions_worker(m, n, args.path)))
         else:
             print(json.dumps(features_worker(n, args.path) if m.startswith("features_") else worker(m, n, args)))
         return

@@ -83,6 +83,12 @@ print(json.dumps({"peak": peak, "size": size, "nnz": len(inter.items)}))
 """
 
 
+def _probe(path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=120,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_one_million_rows_load_within_twice_the_result(tmp_path, shuffled):
     # 1M interactions, 10k users, 5k items (MovieLens-20M's density); time-ordered (a log) or not.
@@ -95,9 +101,7 @@ def test_one_million_rows_load_within_twice_the_result(tmp_path, shuffled):
     del t
     if not Path("/proc/self/statm").exists():
         pytest.skip("needs /proc (Linux) to read the process's resident size")
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "big.parquet")], capture_output=True,
-                         text=True, timeout=120, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _probe(tmp_path / "big.parquet")
     assert r["nnz"] == n
     # Peak = growth of the process's peak RSS over its size after imports (everything: numpy, Arrow, Python).
     # Beyond the result: a constant FIXED (Arrow's parquet reader, one decoded row group, one batch's
@@ -106,12 +110,6 @@ def test_one_million_rows_load_within_twice_the_result(tmp_path, shuffled):
 
 
 FIXED = 64 * 2**20
-
-
-def _probe(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=120,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_file_out_of_time_order_costs_no_more_memory_than_a_sorted_one(tmp_path):
