@@ -172,7 +172,7 @@ def test_gathered_alignment_loss_and_gradient_equal_one_process(two_process):
     loss.backward()
     shares = [r["gather"]["loss"] for r in two_process]
     np.testing.assert_allclose(np.mean(shares), float(loss.detach()), rtol=1e-6)
-    # rank r's rows get world x dL/dp (the gather's backward sums every rank's loss); sync_step averages
+    # rank r's rows get world x dL/dp (the gather's backward sums every rank's loss); DDP averages
     grads = np.concatenate([np.asarray(r["gather"]["grad"]) for r in two_process]) / 2
     np.testing.assert_allclose(grads, p.grad.numpy(), rtol=1e-5, atol=1e-7)
 

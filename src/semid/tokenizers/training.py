@@ -9,7 +9,7 @@ network alone on items ``idx`` (the vector-quantiser layers' k-means initialisat
 
 Data-parallel (a process group is active): every rank draws the same global batch of item indices and
 forwards its contiguous part [lo, hi) with a ``BatchPart``; the objective returns each term as this rank's
-share (own-row mean x ``share``), so the average over ranks that ``sync_step`` takes is the global batch's
+share (own-row mean x ``share``), so the average over ranks that DistributedDataParallel takes is the global batch's
 term and the gradients are the 1-process ones up to float summation order. What must stay identical on every
 rank is kept identical here (``_QuantizerSync``): the codebooks' k-means initialisation is computed on rank 0
 from the whole first batch (the same points as one process) and broadcast; the usage counts that decide
@@ -47,7 +47,7 @@ class _GatherRows(torch.autograd.Function):
     """Differentiable all-gather of every rank's rows ``shard_range(size)`` into the (size, ...) batch.
 
     Backward: the gradient of the gathered batch is summed over the ranks (each rank's loss touches every
-    row) and each rank keeps its own rows, so after ``sync_step``'s average the parameters get the
+    row) and each rank keeps its own rows, so after DistributedDataParallel's average the parameters get the
     gradient of the average of the ranks' losses, as for a loss on the whole batch in one process.
     """
 
@@ -59,14 +59,15 @@ class _GatherRows(torch.autograd.Function):
         pad = rows.new_zeros((width, *rows.shape[1:]))  # all_gather needs one shape: parts differ by <= 1 row
         pad[: len(rows)] = rows
         parts = [torch.empty_like(pad) for _ in range(w)]
-        torch.distributed.all_gather(parts, pad)
+        ctx.group = distributed.backward_group()  # apart from DDP's bucket all-reduces
+        torch.distributed.all_gather(parts, pad, group=ctx.group)
         ctx.own = (bounds[r], bounds[r + 1])
         return torch.cat([p[: b - a] for p, a, b in zip(parts, bounds, bounds[1:], strict=False)])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         grad = grad.contiguous().clone()
-        torch.distributed.all_reduce(grad)
+        torch.distributed.all_reduce(grad, group=ctx.group)
         lo, hi = ctx.own
         return grad[lo:hi], None
 

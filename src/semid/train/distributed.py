@@ -2,14 +2,14 @@
 
 Every rank runs the same program on the same data and sees the same global batches; ``shard_batch``
 gives each rank a disjoint contiguous slice of every global batch, so the optimisation is the one a
-single process would do with that global batch. After ``backward`` the gradients are averaged over the
-ranks with one flat all-reduce (``sync_step``), the same reduction DistributedDataParallel's reducer
-performs; semid reduces explicitly instead of wrapping the model in ``DistributedDataParallel`` because
-its loss functions call model methods besides ``forward`` (``SASRecNet.item_table``, the GPT-2 / T5
-heads), which the DDP wrapper does not route, and because a parameter a batch does not touch (an
-unused task head) would stall DDP's reducer. Rank 0 alone writes checkpoints, logs and metrics; the
-other ranks write nothing in the run directory. Batch builders that must shard a batch themselves (FusID's
-pair batches) mark it ``rank_part``; validation shards its users through ``semid.train.validation``.
+single process would do with that global batch. The loss runs inside ``DistributedDataParallel``
+(``data_parallel``), whose reducer averages the gradients over the ranks in buckets while backward is
+still running. semid's losses call model methods besides ``forward`` (``SASRecNet.item_table``, the
+GPT-2 / T5 heads), so DDP wraps a module whose ``forward`` is the loss function; a parameter a batch does
+not touch (an unused task head) is found by DDP's unused-parameter search. Rank 0 alone writes checkpoints,
+logs and metrics; the other ranks write nothing in the run directory. Batch builders that must shard a batch
+themselves (FusID's pair batches) mark it ``rank_part``; validation shards its users through
+``semid.train.validation``.
 
 Start it with ``torchrun --nproc_per_node=N -m semid run ...`` or ``semid run --nproc N`` (which calls
 torchrun); gloo on CPU, nccl on CUDA (one GPU per local rank). Multi-node: torchrun's rendezvous flags,
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -101,7 +103,24 @@ def init_local(rank: int, world: int, port: int) -> bool:
 
 def shutdown() -> None:
     if _group_ready():
+        _backward_groups.clear()
         torch.distributed.destroy_process_group()
+
+
+_backward_groups: list = []  # [the process group of collectives run inside backward], made on first use
+
+
+def backward_group():
+    """A second process group over the same ranks, for collectives a loss runs inside its backward.
+
+    DistributedDataParallel all-reduces gradient buckets on the default group as backward reaches them; a
+    collective of the loss's own backward (``semid.tokenizers.training``'s row gather) goes through this
+    group, so the two streams never interleave in an order that could differ between ranks. Collective
+    itself: every rank makes its first call at the same point (a forward, before any backward).
+    """
+    if not _backward_groups:
+        _backward_groups.append(torch.distributed.new_group(backend=torch.distributed.get_backend()))
+    return _backward_groups[0]
 
 
 def barrier() -> None:
@@ -159,25 +178,48 @@ def shard_batch(batch: dict) -> tuple[dict, float]:
     return part, (hi - lo) * world_size() / b
 
 
-def sync_step(model: torch.nn.Module, loss: torch.Tensor) -> float:
-    """Average the gradients of ``model`` over the ranks (in place) and return the global loss.
+class _LossStep(torch.nn.Module):
+    """``loss_fn(model, batch)`` as a module's ``forward``, the one call DistributedDataParallel intercepts."""
 
-    ``loss``: this rank's weighted loss (detached scalar). One flat all-reduce carries every gradient and
-    the loss, so a step costs one collective.
+    def __init__(self, model: torch.nn.Module, loss_fn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+def data_parallel(model: torch.nn.Module, loss_fn):
+    """batch -> this rank's loss (scalar), whose ``backward`` leaves ``model``'s gradients averaged over the ranks.
+
+    In a process group the loss runs inside ``DistributedDataParallel``: gradient buckets are all-reduced
+    while backward still runs. ``find_unused_parameters``: a batch may leave a parameter untouched on one
+    rank or on all (a task head, a codebook no row picks); DDP then reduces zeros for it (or, unused
+    everywhere, leaves its gradient alone). Buffers are not broadcast at every forward: ``sync_buffers``
+    takes rank 0's once an epoch. Alone (one process, or inside ``local()``): ``loss_fn(model, batch)``.
     """
+    if not active() or not any(p.requires_grad for p in model.parameters()):
+        return lambda batch: loss_fn(model, batch)
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = _device()
+    options = inspect.signature(DistributedDataParallel.__init__).parameters
+    # ``sync_start`` already gave every rank rank 0's weights; buffers follow rank 0 once an epoch.
+    kw = {"forward_sync_buffers": False} if "forward_sync_buffers" in options else {"broadcast_buffers": False}
+    if "init_sync" in options:
+        kw["init_sync"] = False
+    # DDP warns once when a step used every parameter; the search is still needed for the steps that do not.
+    warnings.filterwarnings("ignore", message=r"find_unused_parameters=True was specified")
+    return DistributedDataParallel(_LossStep(model, loss_fn), device_ids=[dev.index] if dev.type == "cuda" else None,
+                                   find_unused_parameters=True, **kw)
+
+
+def mean_over_ranks(value: float) -> float:
+    """The mean of a per-rank float over the ranks (itself in one process)."""
     if not active():
-        return float(loss)
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    dev = grads[0].device if grads else _device()
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [loss.reshape(1).float().to(dev)])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size()
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].view_as(g))
-        offset += n
-    return float(flat[-1])
+        return float(value)
+    return float(all_reduce_sum(np.asarray([value]))[0]) / world_size()
 
 
 def sync_buffers(model: torch.nn.Module) -> None:
@@ -332,6 +374,7 @@ def launch(nproc: int, args: list[str]) -> None:
 
 
 __all__ = ["active", "world_size", "rank", "is_main", "local", "init_from_env", "shutdown", "barrier",
-           "shard_range", "RANK_PART", "rank_part", "shard_batch", "sync_step", "sync_buffers", "all_reduce_sum",
+           "shard_range", "RANK_PART", "rank_part", "shard_batch", "data_parallel", "mean_over_ranks",
+           "backward_group", "sync_buffers", "all_reduce_sum",
            "union_keys", "main_only", "broadcast_object", "gather_rows", "check_same", "sync_start", "follows",
            "follow", "launch"]

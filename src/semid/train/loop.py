@@ -244,6 +244,7 @@ class Trainer:
         use_cuda = self.device.type == "cuda"
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and cfg.bf16)
         fwd_model = torch.compile(model) if (cfg.compile and use_cuda) else model
+        step_loss = distributed.data_parallel(fwd_model, loss_fn)  # DDP in a process group
 
         from semid.progress import progress_bar
 
@@ -259,22 +260,22 @@ class Trainer:
                     batch, weight = distributed.shard_batch(batch)  # this rank's rows of the global batch
                     batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
                     with autocast:
-                        loss = loss_fn(fwd_model, batch)
+                        loss = step_loss(batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step {n_steps}; lower train.lr")
                     opt.zero_grad(set_to_none=True)
                     (loss * weight if weight != 1.0 else loss).backward()
-                    global_loss = distributed.sync_step(model, loss.detach() * weight)  # grads averaged over ranks
                     if cfg.grad_clip > 0:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     opt.step()
                     sched.step()
-                    loss_sum += global_loss
+                    loss_sum += float(loss.detach()) * weight  # this rank's part; averaged at the epoch's end
                     n_steps += 1
                     tick(loss=loss_sum / n_steps)
             if n_steps == 0:
                 raise DataError(f"epoch {epoch} had no training batches: the train split gave 0 examples; "
                                 "check the dataset (`semid data check`) and data.min_length / data.k_core")
+            loss_sum = distributed.mean_over_ranks(loss_sum)  # the global batches' mean losses, summed
             entry = {"epoch": epoch, "train_loss": loss_sum / max(1, n_steps), "steps": n_steps,
                      "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
             distributed.sync_buffers(model)  # rank 0's BatchNorm statistics etc. on every rank
