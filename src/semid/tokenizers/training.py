@@ -246,7 +246,7 @@ def train_autoencoder(
         keys = list(sums)  # the objective's order, the same on every rank
         values = [sums[k] for k in keys]
         if sync is not None:  # each rank summed its shares: their average is the global batches' terms
-            values = (distributed.all_reduce_sum(np.asarray(values)) / world).tolist()
+            values = distributed.mean_over_ranks(values).tolist()
             sync.merge_usage()
         terms = {k: v / max(1, n_steps[0]) for k, v in zip(keys, values, strict=True)}
         history.append(terms)

@@ -215,11 +215,9 @@ def data_parallel(model: torch.nn.Module, loss_fn):
                                    find_unused_parameters=True, **kw)
 
 
-def mean_over_ranks(value: float) -> float:
-    """The mean of a per-rank float over the ranks (itself in one process)."""
-    if not active():
-        return float(value)
-    return float(all_reduce_sum(np.asarray([value]))[0]) / world_size()
+def mean_over_ranks(values) -> np.ndarray:
+    """Element-wise float64 mean of per-rank ``values`` over the ranks (the values in one process)."""
+    return all_reduce_sum(values) / world_size()
 
 
 def sync_buffers(model: torch.nn.Module) -> None:

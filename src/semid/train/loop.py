@@ -275,7 +275,7 @@ class Trainer:
             if n_steps == 0:
                 raise DataError(f"epoch {epoch} had no training batches: the train split gave 0 examples; "
                                 "check the dataset (`semid data check`) and data.min_length / data.k_core")
-            loss_sum = distributed.mean_over_ranks(loss_sum)  # the global batches' mean losses, summed
+            loss_sum = float(distributed.mean_over_ranks([loss_sum])[0])  # the global batches' mean losses, summed
             entry = {"epoch": epoch, "train_loss": loss_sum / max(1, n_steps), "steps": n_steps,
                      "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
             distributed.sync_buffers(model)  # rank 0's BatchNorm statistics etc. on every rank
