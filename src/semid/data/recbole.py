@@ -6,7 +6,9 @@ Choices (documented):
 - interaction form (``user_id``, ``item_id`` [, ``timestamp``]): a user's sequence is their rows
   stably sorted by timestamp (file order without one); users keep first-appearance order;
 - sequential form (``item_id_list:token_seq`` + ``item_id``): each row is (history, target); a user's
-  sequence is their longest ``history + [target]`` row (so histories capped by the producer stay capped);
+  rows, in file order, are stitched into one sequence: a row that holds the whole past replaces it, a row
+  whose history is capped at a window appends its target (so no row's target is lost), and a row that does
+  not continue its user's earlier rows is an error naming its line;
   when ``<D>.inter`` is absent, the ``<D>.test.inter`` file of a pre-split dataset is used instead;
 - with ``<D>.item`` the catalog is that file (its row order); interactions with items absent from it
   are dropped with a logged count (``strict=True`` raises). Without it the items are the interacted
@@ -135,6 +137,27 @@ def _order_tokens(tokens: list[str]) -> list[str]:
     return uniq
 
 
+def _stitch(seq: list[str], history: list[str], target: str, *, where: str) -> list[str]:
+    """A user's sequence so far, extended by one sequential-form row (history, target), in file order.
+
+    A row whose history + target starts with the sequence so far replaces it (an uncapped producer: each
+    row holds the whole past); a row whose history is the tail of the sequence appends its target (a
+    producer that caps histories at a window: every row past the window has the same length, and only
+    its target is new); a row already inside the sequence adds nothing. Anything else is not one sequence.
+    """
+    full = history + [target]
+    if full[: len(seq)] == seq:
+        return full
+    if not history or seq[len(seq) - len(history):] == history:
+        return seq + [target]
+    if any(seq[i : i + len(full)] == full for i in range(len(seq) - len(full) + 1)):
+        return seq
+    raise DataError(
+        f"{where}: this row's history {history[-3:]} (last 3 items) does not continue the earlier rows of its "
+        f"user, which end {seq[-3:]}; rows of one user must follow each other in time order"
+    )
+
+
 def load_recbole(
     path: str | Path,
     *,
@@ -160,13 +183,11 @@ def load_recbole(
     require_ids([r[ui] for r in rows], where=str(inter_path), column=names[ui], row_label=at_line)
     require_ids([r[ii] for r in rows], where=str(inter_path), column="item_id", row_label=at_line)
 
-    if "item_id_list" in names:  # sequential form: keep the longest history + target per user
+    if "item_id_list" in names:  # sequential form: stitch each user's (history, target) rows into one sequence
         hi = names.index("item_id_list")
         best: dict[str, list[str]] = {}
-        for r in rows:
-            seq = r[hi].split() + [r[ii]]
-            if len(seq) > len(best.get(r[ui], ())):
-                best[r[ui]] = seq
+        for k, r in enumerate(rows):
+            best[r[ui]] = _stitch(best.get(r[ui], []), r[hi].split(), r[ii], where=f"{inter_path}: {at_line(k)}")
         users = list(best)
         flat_u = np.repeat(np.arange(len(users)), [len(best[u]) for u in users])
         flat_i = [t for u in users for t in best[u]]

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from semid.data.types import Catalog, Interactions
+from semid.data.validate import float_id_error
 from semid.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,14 @@ class _Codes:
 
     def encode(self, arr: pa.Array, row0: int) -> np.ndarray:
         """int64 [rows] codes of one batch column (rows from ``row0`` of the file, for error messages)."""
-        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
-            arr = pc.cast(arr, pa.string())
         if arr.null_count:
             bad = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
             raise DataError(f"{self.path}: column {self.column!r} is empty at row {row0 + bad + 1} "
                             f"({arr.null_count} empty in this part of the file); every row needs an id")
+        if pa.types.is_floating(arr.type) and len(arr):  # as require_ids: a float id has no one text form
+            raise float_id_error(str(self.path), self.column, None, arr[0].as_py(), f"row {row0 + 1}")
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
         enc = pc.dictionary_encode(arr)
         values = enc.dictionary.to_pylist()  # this batch's distinct ids, first appearance order
         if "" in values:

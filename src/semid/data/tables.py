@@ -26,7 +26,9 @@ from semid.data.stream_features import vectors_from_arrow
 from semid.data.types import Catalog, Dataset, Interactions
 from semid.data.validate import (
     dedupe,
+    describe_duplicates,
     find_bad_vectors,
+    find_duplicates,
     parse_times,
     require_ids,
     vector_error,
@@ -162,31 +164,54 @@ def _first_type_clash(rows: list[dict]) -> str | None:
     return None
 
 
-def read_table(path: str | Path, *, string_columns: Iterable[str] = (), what: str = "table") -> pa.Table:
+def read_table(path: str | Path, *, string_columns: Iterable[str] = (), what: str = "table",
+               all_strings: bool = False) -> pa.Table:
     """Read a parquet / CSV / TSV / JSONL file into a pyarrow Table.
 
-    ``string_columns`` are read as strings in CSV (so ids like "007" keep their leading zeros).
+    ``string_columns`` are read as strings in CSV (so ids like "007" keep their leading zeros);
+    ``all_strings`` reads every CSV column as text, with only an empty cell as missing (item fields:
+    a year "2001" beside "1999.0" or a code "0012" stay as written, a title "NA" stays a title).
+    A column name given twice is an error.
     """
     path = require_file(path, what, "pass the path of an existing .parquet, .csv or .jsonl file")
     suffix = path.suffix.lower()
+    table = None
     try:
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            return pq.read_table(path)
-        if suffix in (".csv", ".tsv"):
-            import pyarrow.csv as pc
-
-            return pc.read_csv(
-                path,
-                parse_options=pc.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
-                convert_options=pc.ConvertOptions(column_types={c: pa.string() for c in string_columns}),
-            )
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return _read_jsonl(path)
+            table = pq.read_table(path)
+        elif suffix in (".csv", ".tsv"):
+            table = _read_csv(path, "\t" if suffix == ".tsv" else ",", string_columns, all_strings)
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            table = _read_jsonl(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"{path}: cannot read {what} ({e})") from None
-    raise DataError(f"{path}: unsupported {what} format {suffix!r}; use .parquet, .csv, .tsv or .jsonl")
+    if table is None:
+        raise DataError(f"{path}: unsupported {what} format {suffix!r}; use .parquet, .csv, .tsv or .jsonl")
+    dups = find_duplicates(table.column_names)
+    if dups:
+        raise DataError(f"{path}: {describe_duplicates(dups, 'column names')} in the header; every column "
+                        "needs its own name: rename or delete the repeated one")
+    return table
+
+
+def _read_csv(path: Path, delimiter: str, string_columns: Iterable[str], all_strings: bool) -> pa.Table:
+    import csv
+
+    import pyarrow.csv as pc
+
+    strings = list(string_columns)
+    convert = {}
+    if all_strings:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # the header alone, to type every column
+            strings = next(csv.reader(f, delimiter=delimiter), [])
+        convert = {"null_values": [""], "strings_can_be_null": True}
+    return pc.read_csv(
+        path,
+        parse_options=pc.ParseOptions(delimiter=delimiter),
+        convert_options=pc.ConvertOptions(column_types={c: pa.string() for c in strings}, **convert),
+    )
 
 
 def row_label(path: Path):
@@ -224,7 +249,7 @@ def read_times(col: pa.ChunkedArray, path: Path, name: str, time_format: str = "
         if np.isfinite(ts).all():
             return ts
     if not time_format and pa.types.is_timestamp(col.type) and not col.null_count:
-        return col.cast(pa.timestamp("us", tz=col.type.tz)).cast(pa.int64()).to_numpy().astype(np.float64) / 1e6
+        return col.cast(pa.int64()).to_numpy()  # ticks of the column's own unit: exact, even sub-microsecond
     return parse_times(col.to_pylist(), where=str(path), column=name, time_format=time_format, row_label=row_label(path))
 
 
@@ -285,13 +310,13 @@ def read_embedding_file(
                 if not isinstance(id_list, list):
                     raise DataError(f"{ids_path}: expected a JSON list of item ids")
             else:
-                id_list = [
-                    ln.strip() for ln in ids_path.read_text(encoding="utf-8").splitlines() if ln.strip()
+                id_list = [  # utf-8-sig: a byte-order mark would otherwise stick to the first id
+                    ln.strip() for ln in ids_path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()
                 ]
             src = ids_path
         else:
             id_list, src = list(ids), "ids"
-        id_arr = np.asarray([str(i) for i in id_list], dtype=object).astype(str)
+        id_arr = require_ids(id_list, where=str(src), column="ids")
     elif path.suffix.lower() in (".parquet", ".pq"):
         id_arr, mat, column = sf.read_parquet_vectors(path, id_col=id_col, column=column)
         src = path
@@ -335,8 +360,19 @@ def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarr
     index = catalog.index_of()
     rows = np.asarray([index.get(i, -1) for i in ids.tolist()], dtype=np.int64)
     unknown = int((rows < 0).sum())
+    if unknown and unknown == len(rows) and catalog.n_items:
+        raise DataError(
+            f"{source}: none of its {len(rows)} embedding ids is an item id (embedding ids e.g. "
+            f"{ids[:3].tolist()}, item ids e.g. {catalog.item_ids[:3].tolist()}); ids match as exact text: "
+            "check that the id list / id column names the same items as the interactions"
+        )
     if unknown:
-        log.info("%s: ignored %d embedding rows for items not in the catalog", source, unknown)
+        shown = ids[rows < 0][:3].tolist()
+        log.warning("%s: ignored %d embedding rows for items not in the catalog (e.g. %s)", source, unknown, shown)
+    covered = int(np.unique(rows[rows >= 0]).size)
+    if covered < catalog.n_items:  # a missing modality is allowed (mask False), but counted
+        log.info("%s: %d of %d catalog items have no %r vector (mask False)", source,
+                 catalog.n_items - covered, catalog.n_items, name)
     aligned = len(rows) == catalog.n_items and bool((rows == np.arange(len(rows))).all())
     if aligned and type(mat) is np.ndarray and mat.dtype == np.float32 and mat.flags.c_contiguous:
         # rows already in catalog order: the matrix (fresh from the reader, not reused) becomes the catalog's
@@ -357,7 +393,7 @@ def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarr
 # ----------------------------------------------------------------------------- the table loader
 def _item_catalog(items: str | Path, id_col: str, duplicates: str = "error") -> Catalog:
     path = Path(items)
-    table = read_table(path, string_columns=[id_col], what="item table")
+    table = read_table(path, string_columns=[id_col], what="item table", all_strings=True)
     ids = _ids(_column(table, id_col, path, "item_id_col"), path, id_col)
     keep = dedupe(ids.tolist(), duplicates, where=f"{path}: column {id_col!r}", what="item ids")
     if len(keep) < len(ids):

@@ -128,7 +128,7 @@ def find_empty_ids(values: Sequence) -> list[int]:
 
 
 def require_ids(values: Sequence, *, where: str, column: str, row_label=None) -> np.ndarray:
-    """ids as str [N]; DataError naming the first empty one."""
+    """ids as str [N]; DataError naming the first empty one, or the first floating-point one."""
     bad = find_empty_ids(values)
     if bad:
         label = row_label(bad[0]) if row_label else f"row {bad[0] + 1}"
@@ -136,7 +136,23 @@ def require_ids(values: Sequence, *, where: str, column: str, row_label=None) ->
             f"{where}: column {column!r} is empty in {len(bad)} rows (first: {label}); every row needs "
             "an id: fill it in or delete the row"
         )
+    # A float id has no one text form: 1.0 reads as "1" from one format and "1.0" from another, and
+    # JSON readers merge 1 with 1.0; refusing it is the only way two files of one dataset cannot disagree.
+    floats = [i for i, v in enumerate(values) if isinstance(v, (float, np.floating))]
+    if floats:
+        raise float_id_error(where, column, len(floats), values[floats[0]],
+                             row_label(floats[0]) if row_label else f"row {floats[0] + 1}")
     return np.asarray([str(v) for v in values], dtype=object).astype(str)
+
+
+def float_id_error(where: str, column: str, count: int | None, example, label: str) -> DataError:
+    """The error for an id column of floats (``count`` None: a streamed column, not counted whole)."""
+    n = "" if count is None else f"{count} "
+    return DataError(
+        f"{where}: column {column!r} holds {n}floating-point ids (first: {example!r} at {label}); ids "
+        "must be text or integers (a float has no single text form: 1.0 may read as '1' or '1.0'). Write the "
+        "column as integers or strings"
+    )
 
 
 def find_duplicates(keys: Sequence) -> dict[str, int]:
