@@ -123,3 +123,23 @@ def test_recbole_rows_that_are_not_one_sequence_are_named(tmp_path):
     d = _recbole(tmp_path, [("u", "a", "b"), ("u", "x y", "z")])
     with pytest.raises(DataError, match=r"line 3: this row's history \['x', 'y'\].*end \['a', 'b'\]"):
         load_recbole(d)
+
+
+def _parquet_times(tmp_path, times: list[str]):
+    p = tmp_path / "t.parquet"
+    table = pa.table({"user": ["u"] * len(times), "item": [f"i{k}" for k in range(len(times))], "timestamp": times})
+    pq.write_table(table, p, row_group_size=2)  # every row group is its own batch
+    return p
+
+
+def test_streamed_bad_timestamp_names_its_row_in_the_file(tmp_path):
+    p = _parquet_times(tmp_path, ["5", "4", "3", "x"])
+    with pytest.raises(DataError, match="row 4 has 'x'"):
+        load_table(p)
+
+
+def test_streamed_time_column_cannot_switch_from_numbers_to_dates(tmp_path):
+    # numbers in the first row group, ISO dates in the second: one kind for the whole column
+    p = _parquet_times(tmp_path, ["5", "4", "2020-01-01", "2020-01-02"])
+    with pytest.raises(DataError, match="row 3 has '2020-01-01'"):
+        load_table(p)

@@ -157,12 +157,16 @@ def stream_interactions(
     last: np.ndarray | None = None  # last timestamp seen per user (order check)
     in_order, ts_dtype, t_lo, t_hi, whole = True, None, None, None, True
     cols = [user_col, item_col] + ([tcol] if tcol else [])
-    for b, ic, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} (2/2)", progress):
+    first = None  # the time column's first value: it picks number vs ISO date for every batch
+    for b, ic, uc, keep, row0 in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} (2/2)",
+                                                progress):
         slots, order, su, start = _slots(uc, fill)
         dst[slots] = ic
         if not tcol:
             continue
-        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+        if first is None and (pa.types.is_string(b.column(2).type) or pa.types.is_large_string(b.column(2).type)):
+            first = next((v for v in b.column(2).to_pylist() if v is not None), None)
+        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format, row0=row0, first=first)[keep]
         if len(t):
             lo, hi = t.min(), t.max()
             t_lo, t_hi = (lo, hi) if t_lo is None else (min(t_lo, lo), max(t_hi, hi))
@@ -186,7 +190,7 @@ def stream_interactions(
             ts, shift = out.view(np.uint32)[n:], t_lo
         else:
             ts, shift = np.empty(n, dtype=ts_dtype), None
-        _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress)
+        _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress, first)
         _sort_segments(dst, ts, offsets)
         del ts
     if narrow:
@@ -218,20 +222,23 @@ def _slots(uc: np.ndarray, fill: np.ndarray):
     return slots, order, su, start
 
 
-def _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress) -> None:
+def _fill_times(path, cols, batch_rows, users, items, offsets, ts, shift, time_format, tcol, progress,
+                first) -> None:
     """Pass 3 (files out of time order): every kept row's timestamp (minus ``shift`` when not None, cast to
-    ``ts``'s dtype) into its slot of ``ts``."""
+    ``ts``'s dtype) into its slot of ``ts``; ``first`` as in pass 2."""
     from semid.data.tables import read_times
 
     fill = offsets[:-1].copy()
-    for b, _, uc, keep in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} times", progress):
-        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format)[keep]
+    for b, _, uc, keep, row0 in _coded_batches(path, cols, batch_rows, users, items, f"read {path.name} times",
+                                               progress):
+        t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format, row0=row0, first=first)[keep]
         slots, *_ = _slots(uc, fill)
         ts[slots] = t if shift is None else (t - shift).astype(ts.dtype)
 
 
 def _coded_batches(path, cols, batch_rows, users, items, label: str, progress: bool):
-    """Yield (batch, item codes, user codes, kept-row mask) of every batch that keeps a row, with a progress bar."""
+    """Yield (batch, item codes, user codes, kept-row mask, its first row's index in the file) of every batch
+    that keeps a row, with a progress bar."""
     from semid.progress import progress_bar
 
     n_rows, it = _batches(path, cols, batch_rows)
@@ -239,10 +246,10 @@ def _coded_batches(path, cols, batch_rows, users, items, label: str, progress: b
     with progress_bar(label, total=n_rows, enabled=progress) as tick:
         for b in it:
             ic, uc, keep = _codes(b, users, items, row0)
-            row0 += b.num_rows
             tick(b.num_rows)
             if len(uc):
-                yield b, ic, uc, keep
+                yield b, ic, uc, keep, row0
+            row0 += b.num_rows
 
 
 def _sort_segments(items: np.ndarray, ts: np.ndarray, offsets: np.ndarray) -> None:

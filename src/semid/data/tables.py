@@ -236,9 +236,12 @@ def _ids(col: pa.ChunkedArray, path: Path, name: str) -> np.ndarray:
     return require_ids(col.to_pylist(), where=str(path), column=name, row_label=row_label(path))
 
 
-def read_times(col: pa.ChunkedArray, path: Path, name: str, time_format: str = "") -> np.ndarray:
+def read_times(col: pa.ChunkedArray, path: Path, name: str, time_format: str = "", *, row0: int = 0,
+               first=None) -> np.ndarray:
     """Timestamp column -> sort key [N]: int64 as stored for integer columns (exact, even for ns epochs),
-    else float64 seconds; see ``semid.data.validate`` for what is accepted."""
+    else float64 seconds; see ``semid.data.validate`` for what is accepted. For one part of a streamed
+    column: ``row0`` is its first row's index in the file (error messages), ``first`` the column's first
+    value (it picks number vs ISO date for the whole column)."""
     if not time_format and pa.types.is_integer(col.type) and not col.null_count:
         try:
             return col.cast(pa.int64()).to_numpy()
@@ -250,7 +253,9 @@ def read_times(col: pa.ChunkedArray, path: Path, name: str, time_format: str = "
             return ts
     if not time_format and pa.types.is_timestamp(col.type) and not col.null_count:
         return col.cast(pa.int64()).to_numpy()  # ticks of the column's own unit: exact, even sub-microsecond
-    return parse_times(col.to_pylist(), where=str(path), column=name, time_format=time_format, row_label=row_label(path))
+    label = row_label(path)
+    return parse_times(col.to_pylist(), where=str(path), column=name, time_format=time_format,
+                       row_label=lambda i: label(row0 + i), first=first)
 
 
 def _is_float_list(t: pa.DataType) -> bool:

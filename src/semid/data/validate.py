@@ -85,17 +85,19 @@ def _strptime(fmt: str):
     return parse
 
 
-def find_bad_times(values: Sequence, time_format: str = "") -> tuple[np.ndarray, list[int]]:
+def find_bad_times(values: Sequence, time_format: str = "", first=None) -> tuple[np.ndarray, list[int]]:
     """Parse timestamps -> (float64 [N] seconds, indices of unparseable values).
 
     With ``time_format`` every value must match it. Otherwise the first non-empty value picks the
     kind: a number (then all must be numbers) or an ISO-8601 date (then all must be). None is bad.
+    ``first``: the value that picks the kind when ``values`` is one part of a longer column (its first).
     """
     out = np.zeros(len(values), dtype=np.float64)
     if time_format:
         parse = _strptime(time_format)
     else:
-        first = next((v for v in values if v is not None), None)
+        if first is None:
+            first = next((v for v in values if v is not None), None)
         parse = _number if first is None or _number(first) is not None else _iso
     bad: list[int] = []
     for i, v in enumerate(values):
@@ -107,9 +109,10 @@ def find_bad_times(values: Sequence, time_format: str = "") -> tuple[np.ndarray,
     return out, bad
 
 
-def parse_times(values: Sequence, *, where: str, column: str, time_format: str = "", row_label=None) -> np.ndarray:
+def parse_times(values: Sequence, *, where: str, column: str, time_format: str = "", row_label=None,
+                first=None) -> np.ndarray:
     """``find_bad_times`` that raises naming the first bad row; ``row_label(i)`` words row i (e.g. 'line 7')."""
-    ts, bad = find_bad_times(values, time_format)
+    ts, bad = find_bad_times(values, time_format, first)
     if bad:
         i = bad[0]
         label = row_label(i) if row_label else f"row {i + 1}"
