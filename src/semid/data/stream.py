@@ -164,8 +164,9 @@ def stream_interactions(
         dst[slots] = ic
         if not tcol:
             continue
-        if first is None and (pa.types.is_string(b.column(2).type) or pa.types.is_large_string(b.column(2).type)):
-            first = next((v for v in b.column(2).to_pylist() if v is not None), None)
+        tb = b.column(2)
+        if first is None and (pa.types.is_string(tb.type) or pa.types.is_large_string(tb.type)) and tb.null_count < len(tb):
+            first = tb.drop_null()[0].as_py()
         t = read_times(pa.chunked_array([b.column(2)]), path, tcol, time_format, row0=row0, first=first)[keep]
         if len(t):
             lo, hi = t.min(), t.max()

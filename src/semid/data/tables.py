@@ -374,7 +374,7 @@ def attach_embedding(catalog: Catalog, name: str, ids: np.ndarray, mat: np.ndarr
     if unknown:
         shown = ids[rows < 0][:3].tolist()
         log.warning("%s: ignored %d embedding rows for items not in the catalog (e.g. %s)", source, unknown, shown)
-    covered = int(np.unique(rows[rows >= 0]).size)
+    covered = len(rows) - unknown  # both readers dedupe the ids first
     if covered < catalog.n_items:  # a missing modality is allowed (mask False), but counted
         log.info("%s: %d of %d catalog items have no %r vector (mask False)", source,
                  catalog.n_items - covered, catalog.n_items, name)
